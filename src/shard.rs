@@ -1,0 +1,538 @@
+//! One shard: a redb file shared by every process, and this process's group committer for it.
+//!
+//! The file is opened with [`redb::ConcurrencyMode::MultiWriter`]: any number of processes
+//! hold it read-write, redb serializes their write transactions through a cross-process
+//! writer lock, and every commit is durable (two-phase, fsync'd) before it returns.
+//!
+//! # Group commit
+//!
+//! One transaction costs a commit (two fsyncs, ~450 us), whatever it holds, so the shard
+//! coalesces the writes of concurrent callers of this process into one transaction. The
+//! scheme is LevelDB's: callers join a queue; the one that finds no leader becomes the leader,
+//! takes everything queued (bounded by [`MAX_GROUP_WRITES`] and [`MAX_GROUP_BYTES`]), commits
+//! it as one transaction, answers every caller, and hands leadership to the first caller still
+//! waiting. There is no timer: a group is whatever queued while the previous commit ran, so
+//! groups grow with load by themselves and a lone writer commits at once.
+//!
+//! ```text
+//!   caller A ──┐  queue: [A]        A leads: begin_write ─ apply A ─ commit ─ answer A
+//!   caller B ──┤  queue: [B, C]                                          hand off to B
+//!   caller C ──┘                    B leads: begin_write ─ apply B, C ─ commit ─ answer B, C
+//! ```
+//!
+//! Invariants:
+//! - A caller returns `Ok` only after the transaction holding its write has committed durably.
+//! - Each [`WriteBatch`](crate::WriteBatch) in a group is checked against the group's own
+//!   state so far and applied whole or not at all; a failed precondition or a bad increment
+//!   answers that caller alone and writes nothing of its batch. (MultiWriter mode has no
+//!   ephemeral savepoints, so a batch is staged in memory and applied only once it is known
+//!   to succeed.)
+//! - If the transaction cannot begin or commit, every caller of the group gets
+//!   [`Error::Storage`]: the outcome is uncertain. The shard then reopens its handle, since
+//!   redb discards its allocator state after a failed commit.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+};
+
+use crate::batch::{Expect, Op, Written};
+use crate::error::{Error, Result};
+
+/// The most write batches one group commit takes.
+pub const MAX_GROUP_WRITES: usize = 4096;
+/// The most key and value bytes one group commit takes (a single larger batch still commits,
+/// alone).
+pub const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// How a shard turns concurrent writes into transactions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Concurrent writes of this process share one transaction (the default).
+    #[default]
+    Group,
+    /// Every write is its own transaction: the baseline the benchmarks compare against.
+    PerWrite,
+}
+
+type Table<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
+
+fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// Counters of one shard in this process. Monotonic; read with [`Shard::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    rejected: AtomicU64,
+    failed_commits: AtomicU64,
+    reads: AtomicU64,
+    lock_wait_ns: AtomicU64,
+    commit_ns: AtomicU64,
+    max_group: AtomicU64,
+    /// Size of the group being committed now (0 when none).
+    committing: AtomicU64,
+}
+
+/// A snapshot of one shard's counters in this process.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardStats {
+    /// Shard number.
+    pub shard: usize,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write batches committed (acknowledged writes).
+    pub writes: u64,
+    /// Write batches answered with a failed precondition or a bad increment.
+    pub rejected: u64,
+    /// Transactions that failed to begin or commit.
+    pub failed_commits: u64,
+    /// Reads served (gets and per-shard scans).
+    pub reads: u64,
+    /// Largest group committed in one transaction.
+    pub max_group: u64,
+    /// Writes waiting for a leader to take them (a gauge).
+    pub queued: u64,
+    /// Writes in the transaction being committed now (a gauge).
+    pub committing: u64,
+    /// Total time leaders waited for redb's writer lock (held by other processes).
+    pub lock_wait_us: u64,
+    /// Total time spent applying and committing groups, lock wait excluded.
+    pub commit_us: u64,
+}
+
+impl ShardStats {
+    /// Mean write batches per transaction.
+    pub fn mean_group(&self) -> f64 {
+        if self.commits == 0 {
+            0.0
+        } else {
+            (self.writes + self.rejected) as f64 / self.commits as f64
+        }
+    }
+}
+
+enum Wake {
+    /// You are the leader now: commit the queue.
+    Lead,
+    /// Your write's outcome.
+    Done(Result<Written>),
+}
+
+struct Waiter {
+    ops: Vec<Op>,
+    bytes: usize,
+    reply: mpsc::SyncSender<Wake>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Waiter>,
+    /// Whether some caller is leading. While true, new callers only queue.
+    leading: bool,
+}
+
+/// One shard file and its committer. Shared by all threads of a process through `Store`.
+pub(crate) struct Shard {
+    id: usize,
+    path: PathBuf,
+    cache_bytes: usize,
+    mode: CommitMode,
+    /// Replaced after a failed commit; readers clone the `Arc` and never hold the lock.
+    db: RwLock<Arc<Database>>,
+    /// Held only to push, pop and hand off; never across I/O.
+    queue: Mutex<Queue>,
+    counters: Counters,
+}
+
+impl Shard {
+    /// Opens (or, with `create`, creates) the shard file.
+    pub fn open(
+        id: usize,
+        path: &Path,
+        cache_bytes: usize,
+        mode: CommitMode,
+        create: bool,
+    ) -> Result<Shard> {
+        let db = open_db(path, cache_bytes, create)?;
+        Ok(Shard {
+            id,
+            path: path.to_path_buf(),
+            cache_bytes,
+            mode,
+            db: RwLock::new(Arc::new(db)),
+            queue: Mutex::new(Queue::default()),
+            counters: Counters::default(),
+        })
+    }
+
+    fn db(&self) -> Arc<Database> {
+        self.db.read().clone()
+    }
+
+    /// Reads one key from a fresh snapshot.
+    pub fn get(&self, collection: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let txn = self.db().begin_read()?;
+        let table = match txn.open_table(table_def(collection)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Up to `limit` entries of the collection within the bounds, in key order, from one
+    /// snapshot of this shard.
+    pub fn scan(
+        &self,
+        collection: &str,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let txn = self.db().begin_read()?;
+        let table = match txn.open_table(table_def(collection)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(bounds)?.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of every collection, for maintenance: `(collection, key)` pairs.
+    pub fn list_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db().begin_read()?;
+        let mut out = Vec::new();
+        for handle in txn.list_tables()? {
+            let name = handle.name().to_owned();
+            let table = txn.open_table(table_def(&name))?;
+            for entry in table.iter()? {
+                out.push((name.clone(), entry?.0.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits `ops` atomically, as part of a group; returns once durable. The ops must have
+    /// been validated (limits, names) by the caller.
+    pub fn write(&self, ops: Vec<Op>, bytes: usize) -> Result<Written> {
+        let (reply, wake) = mpsc::sync_channel(1);
+        let lead = {
+            let mut q = self.queue.lock();
+            q.waiting.push_back(Waiter { ops, bytes, reply });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if !lead {
+            match wake.recv() {
+                Ok(Wake::Done(result)) => return result,
+                Ok(Wake::Lead) => {}
+                Err(_) => return Err(committer_lost()),
+            }
+        }
+        self.lead();
+        match wake.recv() {
+            Ok(Wake::Done(result)) => result,
+            Ok(Wake::Lead) | Err(_) => Err(committer_lost()),
+        }
+    }
+
+    /// Commits one group from the front of the queue, then hands leadership on.
+    fn lead(&self) {
+        let group = {
+            let mut q = self.queue.lock();
+            let max = match self.mode {
+                CommitMode::Group => MAX_GROUP_WRITES,
+                CommitMode::PerWrite => 1,
+            };
+            let mut bytes = 0;
+            let mut take = 0;
+            for w in q.waiting.iter().take(max) {
+                if take > 0 && bytes + w.bytes > MAX_GROUP_BYTES {
+                    break;
+                }
+                bytes += w.bytes;
+                take += 1;
+            }
+            q.waiting.drain(..take).collect::<Vec<_>>()
+        };
+        // Answers the group and hands off even if committing panics, so no caller waits forever.
+        let mut handoff = Handoff {
+            shard: self,
+            group,
+            answered: false,
+        };
+        let results = self.commit_group(&handoff.group);
+        for (waiter, result) in handoff.group.iter().zip(results) {
+            let _ = waiter.reply.try_send(Wake::Done(result));
+        }
+        handoff.answered = true;
+    }
+
+    /// Runs one transaction over the group; returns each caller's outcome, in order.
+    fn commit_group(&self, group: &[Waiter]) -> Vec<Result<Written>> {
+        self.counters
+            .committing
+            .store(group.len() as u64, Ordering::Relaxed);
+        let results = self.commit_group_inner(group);
+        self.counters.committing.store(0, Ordering::Relaxed);
+        results
+    }
+
+    fn commit_group_inner(&self, group: &[Waiter]) -> Vec<Result<Written>> {
+        let db = self.db();
+        let started = Instant::now();
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => return self.fail_group(group.len(), redb::Error::from(e)),
+        };
+        let locked = Instant::now();
+        self.add_time(&self.counters.lock_wait_ns, locked - started);
+
+        let mut results = Vec::with_capacity(group.len());
+        let applied: Result<(), redb::Error> = (|| {
+            let mut tables: HashMap<&str, Table<'_>> = HashMap::new();
+            for waiter in group {
+                results.push(apply(&txn, &mut tables, &waiter.ops)?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = applied {
+            drop(txn);
+            return self.fail_group(group.len(), e);
+        }
+        if let Err(e) = txn.commit() {
+            return self.fail_group(group.len(), redb::Error::from(e));
+        }
+        self.add_time(&self.counters.commit_ns, locked.elapsed());
+        let c = &self.counters;
+        c.commits.fetch_add(1, Ordering::Relaxed);
+        c.max_group.fetch_max(group.len() as u64, Ordering::Relaxed);
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        c.writes.fetch_add(ok, Ordering::Relaxed);
+        c.rejected
+            .fetch_add(group.len() as u64 - ok, Ordering::Relaxed);
+        results
+    }
+
+    /// Answers every caller of a failed transaction and reopens the handle.
+    fn fail_group(&self, n: usize, e: redb::Error) -> Vec<Result<Written>> {
+        self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(shard = self.id, error = %e, "transaction failed; reopening shard");
+        // A failed commit leaves redb's allocator state discarded until the file is reopened.
+        match open_db(&self.path, self.cache_bytes, false) {
+            Ok(db) => *self.db.write() = Arc::new(db),
+            Err(reopen) => tracing::error!(shard = self.id, error = %reopen, "reopen failed"),
+        }
+        let e = Arc::new(e);
+        (0..n).map(|_| Err(Error::Storage(e.clone()))).collect()
+    }
+
+    fn add_time(&self, counter: &AtomicU64, d: Duration) {
+        counter.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A snapshot of this process's counters for the shard.
+    pub fn stats(&self) -> ShardStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ShardStats {
+            shard: self.id,
+            commits: get(&c.commits),
+            writes: get(&c.writes),
+            rejected: get(&c.rejected),
+            failed_commits: get(&c.failed_commits),
+            reads: get(&c.reads),
+            max_group: get(&c.max_group),
+            queued: self.queue.lock().waiting.len() as u64,
+            committing: get(&c.committing),
+            lock_wait_us: get(&c.lock_wait_ns) / 1000,
+            commit_us: get(&c.commit_ns) / 1000,
+        }
+    }
+}
+
+/// On drop, answers callers left unanswered (the commit panicked) and passes leadership to
+/// the first waiting caller, or gives it up if none waits.
+struct Handoff<'a> {
+    shard: &'a Shard,
+    group: Vec<Waiter>,
+    answered: bool,
+}
+
+impl Drop for Handoff<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            for waiter in &self.group {
+                let _ = waiter.reply.try_send(Wake::Done(Err(committer_lost())));
+            }
+        }
+        let mut q = self.shard.queue.lock();
+        match q.waiting.front() {
+            // Its channel is empty: a waiter receives nothing before Lead or its Done.
+            Some(next) => {
+                let _ = next.reply.try_send(Wake::Lead);
+            }
+            None => q.leading = false,
+        }
+    }
+}
+
+fn committer_lost() -> Error {
+    Error::Io {
+        context: "group commit".into(),
+        source: std::io::Error::other(
+            "the committing thread failed; the write's outcome is unknown",
+        ),
+    }
+}
+
+/// A staged effect: collection, key, and the new value (`None` deletes).
+type Staged<'a> = (&'a str, &'a [u8], Option<Vec<u8>>);
+
+/// Applies one caller's ops inside the group's transaction. The outer error is a storage
+/// failure (the whole group fails); the inner one is this caller's alone, and then nothing of
+/// its ops was written.
+fn apply<'txn>(
+    txn: &'txn redb::WriteTransaction,
+    tables: &mut HashMap<&'txn str, Table<'txn>>,
+    ops: &'txn [Op],
+) -> Result<Result<Written>, redb::Error> {
+    // Staged effects of this caller, read back by its own later ops.
+    let mut staged: Vec<Staged<'txn>> = Vec::new();
+    let mut written = Written::default();
+    for op in ops {
+        let (collection, key) = (op.collection(), op.key());
+        let current = match staged
+            .iter()
+            .rev()
+            .find(|(c, k, _)| *c == collection && *k == key)
+        {
+            Some((_, _, v)) => v.clone(),
+            None => table(txn, tables, collection)?
+                .get(key)?
+                .map(|v| v.value().to_vec()),
+        };
+        match op {
+            Op::Expect { expect, .. } => {
+                let holds = match expect {
+                    Expect::Absent => current.is_none(),
+                    Expect::Present => current.is_some(),
+                    Expect::Equals(v) => current.as_deref() == Some(v.as_slice()),
+                };
+                if !holds {
+                    let state = if current.is_some() {
+                        "exists"
+                    } else {
+                        "is absent"
+                    };
+                    return Ok(Err(Error::Conflict(format!(
+                        "{collection}/{} {state}, expected {}",
+                        String::from_utf8_lossy(key),
+                        match expect {
+                            Expect::Absent => "absent",
+                            Expect::Present => "present",
+                            Expect::Equals(_) => "a specific value",
+                        }
+                    ))));
+                }
+            }
+            Op::Put { value, .. } => staged.push((collection, key, Some(value.clone()))),
+            Op::Delete { .. } => staged.push((collection, key, None)),
+            Op::Incr { delta, .. } => {
+                let old = match current.as_deref().map(parse_counter) {
+                    None => 0,
+                    Some(Some(n)) => n,
+                    Some(None) => {
+                        return Ok(Err(Error::InvalidInput(format!(
+                            "{collection}/{} does not hold a decimal integer",
+                            String::from_utf8_lossy(key)
+                        ))));
+                    }
+                };
+                let Some(new) = old.checked_add(*delta) else {
+                    return Ok(Err(Error::InvalidInput(format!(
+                        "{collection}/{}: {old} + {delta} overflows a 64-bit integer",
+                        String::from_utf8_lossy(key)
+                    ))));
+                };
+                staged.push((collection, key, Some(new.to_string().into_bytes())));
+                written.values.push(new);
+            }
+        }
+    }
+    // Every check passed: make the staged effects real. Later entries win.
+    for (collection, key, value) in staged {
+        let table = table(txn, tables, collection)?;
+        match value {
+            Some(v) => {
+                table.insert(key, v.as_slice())?;
+            }
+            None => {
+                table.remove(key)?;
+            }
+        }
+    }
+    Ok(Ok(written))
+}
+
+/// The open table for a collection, opening (and creating) it once per transaction.
+fn table<'a, 'txn>(
+    txn: &'txn redb::WriteTransaction,
+    tables: &'a mut HashMap<&'txn str, Table<'txn>>,
+    collection: &'txn str,
+) -> Result<&'a mut Table<'txn>, redb::Error> {
+    if !tables.contains_key(collection) {
+        tables.insert(collection, txn.open_table(table_def(collection))?);
+    }
+    Ok(tables.get_mut(collection).expect("inserted above"))
+}
+
+/// Counters are stored as decimal text, as Redis does, so they read back as themselves.
+pub(crate) fn parse_counter(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn open_db(path: &Path, cache_bytes: usize, create: bool) -> Result<Database> {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(cache_bytes)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter);
+    let opened = if create {
+        builder.create(path)
+    } else {
+        builder.open(path)
+    };
+    opened.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            Error::Locked(format!("{}: {e}", path.display()))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Error::Corrupted(format!(
+                "shard file {} named in MANIFEST is missing",
+                path.display()
+            ))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => {
+            Error::Corrupted(format!("{}: {msg}", path.display()))
+        }
+        other => other.into(),
+    })
+}

@@ -1,0 +1,494 @@
+//! The store: a directory of shard files behind one routing scheme, safe for any number of
+//! processes at once.
+//!
+//! ```text
+//! shards/
+//!   MANIFEST          format, routing scheme, shard file names (written once, atomically)
+//!   LOCK              flock: shared while a Store is open, exclusive for maintenance
+//!   shard-000.redb    one redb database per shard, ConcurrencyMode::MultiWriter
+//!   shard-001.redb
+//! ```
+//!
+//! # Contracts
+//!
+//! - **Durable when it returns.** A write returns `Ok` only after the redb transaction that
+//!   holds it has committed durably (two-phase commit, fsync'd). Concurrent writes to one
+//!   shard from one process share a transaction (group commit, see [`crate::shard`]); writes
+//!   from different processes serialize through redb's cross-process writer lock.
+//! - **Routing never changes under a store.** The scheme is read from MANIFEST; opening with
+//!   another scheme is [`Error::SchemeMismatch`]. A directory with neither MANIFEST nor shard
+//!   files is a new store; shard files without MANIFEST are [`Error::Corrupted`].
+//! - **Creation is race-free.** Creators take `LOCK` exclusive, create the shard files, then
+//!   publish MANIFEST; any number of processes creating one store at once end up using the one
+//!   MANIFEST the first of them wrote.
+//! - **Atomic single-shard writes.** A [`WriteBatch`] commits whole or not at all.
+//! - **Limits.** Keys are 1..=1024 bytes; values at most 1 MiB unless configured; collection
+//!   names 1..=64 bytes of `[A-Za-z0-9_.-]`. Violations are typed errors and write nothing.
+
+mod lock;
+mod maintenance;
+mod manifest;
+mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use lock::{LOCK_FILE, StoreLock};
+pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
+pub use manifest::{MANIFEST_FILE, Manifest, sync_dir, write_atomically};
+pub use scan::{Entry, Scan};
+
+use crate::batch::{Expect, Op, WriteBatch, Written};
+use crate::error::{Error, Result};
+use crate::shard::{CommitMode, Shard, ShardStats};
+use crate::shard_by::ShardBy;
+
+/// The longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The default limit on a value, in bytes (1 MiB).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+/// The longest collection name, in bytes.
+pub const MAX_COLLECTION_BYTES: usize = 64;
+/// The default page cache of each shard handle (redb's own default is 1 GiB per handle).
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+
+/// How long an open waits for a concurrent creator to publish MANIFEST.
+const CREATION_WAIT: Duration = Duration::from_secs(10);
+/// How long an open of an existing store waits for an exclusive holder before calling it
+/// maintenance: longer than a creator's glance at an existing MANIFEST takes.
+const MAINTENANCE_WAIT: Duration = Duration::from_secs(1);
+
+/// Options for opening or creating a store. Get one from [`Store::shard_by`] or
+/// [`Store::builder`].
+#[derive(Clone, Debug)]
+pub struct StoreBuilder {
+    scheme: Option<ShardBy>,
+    cache_bytes: usize,
+    max_value_bytes: usize,
+    commit_mode: CommitMode,
+}
+
+impl StoreBuilder {
+    /// The page cache of each shard handle, in bytes. Default 16 MiB.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// The largest value accepted, in bytes. Default 1 MiB.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Group commit (the default) or one transaction per write.
+    pub fn commit_mode(mut self, mode: CommitMode) -> Self {
+        self.commit_mode = mode;
+        self
+    }
+
+    /// Opens the store in `dir`, creating it (and `dir`) if there is none and a scheme was
+    /// given.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref();
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} exists and is not a directory",
+                    dir.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.scheme.is_some() => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(no_store(dir));
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+        }
+        let started = Instant::now();
+        loop {
+            let Some(lock) = StoreLock::try_shared(dir)? else {
+                // An exclusive holder: a creator (no MANIFEST yet, or one that just found it
+                // and is about to let go) or maintenance, which holds it for long.
+                let patience = if Manifest::read(dir)?.is_some() {
+                    MAINTENANCE_WAIT
+                } else {
+                    CREATION_WAIT
+                };
+                if started.elapsed() > patience {
+                    return Err(Error::Locked(format!(
+                        "{} is under maintenance (LOCK is held exclusively)",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            if let Some(manifest) = Manifest::read(dir)? {
+                return self.open_existing(dir, manifest, lock);
+            }
+            let Some(scheme) = &self.scheme else {
+                return Err(no_store(dir));
+            };
+            // Creating: trade the shared lock for the exclusive one. Another opener may win it;
+            // then this one loops and finds its MANIFEST.
+            drop(lock);
+            if let Some(exclusive) = StoreLock::try_exclusive(dir)? {
+                self.create(dir, scheme, &exclusive)?;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Under the exclusive lock: creates the shard files, then publishes MANIFEST.
+    fn create(&self, dir: &Path, scheme: &ShardBy, _exclusive: &StoreLock) -> Result<()> {
+        if Manifest::read(dir)?.is_some() {
+            return Ok(()); // Another creator finished first.
+        }
+        let strays = stray_shard_files(dir)?;
+        if !strays.is_empty() {
+            return Err(Error::Corrupted(format!(
+                "{} holds shard files ({}) but no MANIFEST, so their routing is unknown; \
+                 restore MANIFEST, or remove them if they are leftovers of an interrupted creation",
+                dir.display(),
+                strays.join(", ")
+            )));
+        }
+        let manifest = Manifest::new(scheme.clone());
+        for (i, name) in manifest.shards.iter().enumerate() {
+            Shard::open(i, &dir.join(name), self.cache_bytes, self.commit_mode, true)?;
+        }
+        sync_dir(dir)?;
+        manifest.write(dir)?;
+        tracing::info!(dir = %dir.display(), scheme = %scheme, "created store");
+        Ok(())
+    }
+
+    fn open_existing(&self, dir: &Path, manifest: Manifest, lock: StoreLock) -> Result<Store> {
+        if let Some(requested) = &self.scheme
+            && *requested != manifest.scheme
+        {
+            return Err(Error::SchemeMismatch {
+                dir: dir.to_path_buf(),
+                stored: manifest.scheme,
+                requested: requested.clone(),
+            });
+        }
+        let shards = manifest
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                Shard::open(
+                    i,
+                    &dir.join(name),
+                    self.cache_bytes,
+                    self.commit_mode,
+                    false,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                manifest,
+                shards,
+                max_value_bytes: self.max_value_bytes,
+                _lock: lock,
+            }),
+        })
+    }
+}
+
+fn no_store(dir: &Path) -> Error {
+    Error::NotFound(format!(
+        "no store at {} (no MANIFEST); create one by giving a scheme, e.g. Store::shard_by(\"hash:8\".parse()?)",
+        dir.display()
+    ))
+}
+
+fn stray_shard_files(dir: &Path) -> Result<Vec<String>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        if let Some(name) = entry.file_name().to_str()
+            && manifest::is_shard_file(name)
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A sharded key-value store in one directory. Cheap to clone; all clones share the shard
+/// handles and their group committers. Dropping the last clone closes the shards and
+/// releases `LOCK`.
+///
+/// ```
+/// use shardkv::{ShardBy, Store};
+/// # fn main() -> shardkv::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::shard_by(ShardBy::alphabetical(["a-m", "n-z"])?).open(dir.path())?;
+/// store.put("dogs", "biscuit", br#"{"color":"orange"}"#)?;
+/// assert_eq!(store.get("dogs", "biscuit")?.as_deref(), Some(&br#"{"color":"orange"}"#[..]));
+/// assert_eq!(store.incr("counters", "requests", 1)?, 1);
+/// assert_eq!(store.shard_of("peep"), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    manifest: Manifest,
+    shards: Vec<Shard>,
+    max_value_bytes: usize,
+    // Last, so that it is released after the shards are closed.
+    _lock: StoreLock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("scheme", &self.inner.manifest.scheme.to_string())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Options for a store routed by `scheme`: creates it if the directory holds none, and
+    /// refuses a store created with another scheme.
+    pub fn shard_by(scheme: ShardBy) -> StoreBuilder {
+        StoreBuilder {
+            scheme: Some(scheme),
+            ..Store::builder()
+        }
+    }
+
+    /// Options for opening an existing store with the scheme in its MANIFEST.
+    pub fn builder() -> StoreBuilder {
+        StoreBuilder {
+            scheme: None,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            commit_mode: CommitMode::Group,
+        }
+    }
+
+    /// Opens an existing store with the scheme in its MANIFEST.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::builder().open(dir)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The routing scheme.
+    pub fn scheme(&self) -> &ShardBy {
+        &self.inner.manifest.scheme
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The path of shard `i`'s file.
+    pub fn shard_path(&self, i: usize) -> Option<PathBuf> {
+        self.inner
+            .manifest
+            .shards
+            .get(i)
+            .map(|n| self.inner.dir.join(n))
+    }
+
+    /// The shard that holds `key` (for keys not written through another key's batch).
+    pub fn shard_of(&self, key: impl AsRef<[u8]>) -> usize {
+        self.inner.manifest.scheme.shard_of(key.as_ref())
+    }
+
+    /// This process's counters for every shard.
+    pub fn stats(&self) -> Vec<ShardStats> {
+        self.inner.shards.iter().map(Shard::stats).collect()
+    }
+
+    /// The value of `key`, from a consistent snapshot of its shard.
+    pub fn get(&self, collection: &str, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let key = key.as_ref();
+        check_collection(collection)?;
+        check_key(key)?;
+        self.inner.shards[self.shard_of(key)].get(collection, key)
+    }
+
+    /// Sets `key` to `value`. Durable when it returns.
+    pub fn put(
+        &self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::routed_by(&key);
+        batch.put(collection, key, value);
+        self.write(batch).map(drop)
+    }
+
+    /// Inserts `key` only if it is absent. Returns whether it was inserted.
+    pub fn insert(
+        &self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool> {
+        let mut batch = WriteBatch::routed_by(&key);
+        batch
+            .expect(collection, &key, Expect::Absent)
+            .put(collection, &key, value);
+        conflict_as_false(self.write(batch))
+    }
+
+    /// Replaces the value of `key` with `new` (`None` deletes) only if it currently is
+    /// `expected` (`None`: absent). Returns whether it was replaced.
+    pub fn compare_and_set(
+        &self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        let mut batch = WriteBatch::routed_by(&key);
+        batch.expect(
+            collection,
+            &key,
+            expected.map_or(Expect::Absent, |v| Expect::Equals(v.to_vec())),
+        );
+        match new {
+            Some(v) => batch.put(collection, &key, v),
+            None => batch.delete(collection, &key),
+        };
+        conflict_as_false(self.write(batch))
+    }
+
+    /// Deletes `key`. Returns whether it existed.
+    pub fn delete(&self, collection: &str, key: impl AsRef<[u8]>) -> Result<bool> {
+        let mut batch = WriteBatch::routed_by(&key);
+        batch
+            .expect(collection, &key, Expect::Present)
+            .delete(collection, &key);
+        conflict_as_false(self.write(batch))
+    }
+
+    /// Adds `delta` to the decimal integer at `key` (absent is 0) and returns the new value.
+    /// Exact across threads and processes: no two calls see the same result.
+    pub fn incr(&self, collection: &str, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
+        let mut batch = WriteBatch::routed_by(&key);
+        batch.incr(collection, key, delta);
+        let written = self.write(batch)?;
+        Ok(written.values[0])
+    }
+
+    /// Commits a batch atomically in the shard of its routing key. Durable when it returns.
+    ///
+    /// A failed [`Expect`] is [`Error::Conflict`] and writes nothing of the batch.
+    pub fn write(&self, batch: WriteBatch) -> Result<Written> {
+        check_key(&batch.route)?;
+        let payload = batch.payload_bytes();
+        for op in &batch.ops {
+            check_collection(op.collection())?;
+            check_key(op.key())?;
+            if let Op::Put { value, .. }
+            | Op::Expect {
+                expect: Expect::Equals(value),
+                ..
+            } = op
+                && value.len() > self.inner.max_value_bytes
+            {
+                return Err(Error::TooLarge {
+                    what: "value",
+                    size: value.len(),
+                    limit: self.inner.max_value_bytes,
+                });
+            }
+        }
+        if batch.ops.is_empty() {
+            return Ok(Written::default());
+        }
+        let shard = self.shard_of(&batch.route);
+        self.inner.shards[shard].write(batch.ops, payload)
+    }
+
+    /// The entries of a collection in a range, from every shard, merged in byte order of the
+    /// keys. Pages with [`Scan::after`] and [`Scan::limit`].
+    pub fn scan(&self, collection: &str, scan: impl Into<Scan>) -> Result<Vec<Entry>> {
+        let scan = scan.into();
+        check_collection(collection)?;
+        if scan.is_empty() || scan.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let runs = self
+            .inner
+            .shards
+            .iter()
+            .map(|s| s.scan(collection, scan.bounds(), scan.limit))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(scan::merge(runs, scan.limit))
+    }
+
+    /// Every `(collection, key)` in shard `i`, for tools and tests that check placement.
+    pub fn keys_in_shard(&self, i: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner
+            .shards
+            .get(i)
+            .ok_or_else(|| Error::NotFound(format!("shard {i}")))?
+            .list_keys()
+    }
+}
+
+fn conflict_as_false(result: Result<Written>) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(Error::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("keys may not be empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::TooLarge {
+            what: "key",
+            size: key.len(),
+            limit: MAX_KEY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_collection(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_COLLECTION_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "collection name {name:?} must be 1 to {MAX_COLLECTION_BYTES} bytes of letters, digits, '_', '.' or '-'"
+        )))
+    }
+}
