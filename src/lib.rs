@@ -13,6 +13,7 @@
 //! See `docs/architecture.md` for the model and its invariants.
 
 mod batch;
+pub mod bench;
 mod error;
 pub mod shard;
 pub mod shard_by;

@@ -207,7 +207,7 @@ impl StoreBuilder {
 
 fn no_store(dir: &Path) -> Error {
     Error::NotFound(format!(
-        "no store at {} (no MANIFEST); create one by giving a scheme, e.g. Store::shard_by(\"hash:8\".parse()?)",
+        "no store at {} (no MANIFEST); create one by opening it with a routing scheme, such as hash:8",
         dir.display()
     ))
 }
