@@ -14,7 +14,10 @@
 
 mod batch;
 pub mod bench;
+pub mod cluster;
 mod error;
+pub mod registry;
+pub mod server;
 pub mod shard;
 pub mod shard_by;
 pub mod store;

@@ -331,7 +331,7 @@ impl StateMachineTest for StoreMachine {
                     .filter(|((col, _), _)| col == c)
                     .map(|((_, k), v)| (k.clone(), v.clone()))
                     .filter(|(k, _)| {
-                        (lower.as_ref(), upper.as_ref()).contains(k)
+                        RangeBounds::<String>::contains(&(lower.as_ref(), upper.as_ref()), k)
                             && after.as_ref().is_none_or(|a| k.as_bytes() > a.as_bytes())
                     })
                     .take(*limit)

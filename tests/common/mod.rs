@@ -58,3 +58,6 @@ pub fn lines_with_prefix(stdout: &[u8], prefix: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix(prefix).map(str::to_owned))
         .collect()
 }
+
+pub mod cluster;
+pub mod http;

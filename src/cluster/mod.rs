@@ -1,0 +1,838 @@
+//! Cluster mode: one supervisor, N worker processes, one listening socket.
+//!
+//! ```text
+//!                      shardkv serve (supervisor)
+//!   CLUSTER.LOCK ◄──── holds; opens the store first; binds 127.0.0.1:3000 once
+//!   CLUSTER      ◄──── rewrites every second: workers, pids, snapshots
+//!                 │ fork/exec the same binary, listening fd inherited
+//!        ┌────────┼────────┐
+//!     worker 0  worker 1  worker N-1     each accepts from the one socket;
+//!     stdin ◄── pipe from supervisor     EOF = supervisor gone: drain, exit
+//!     stdout ─► "ready", "stats {json}"
+//!     stderr ─► logs, forwarded; last line kept for crash reports
+//! ```
+//!
+//! # Contracts
+//!
+//! - **One socket.** The supervisor binds once and every worker accepts from it, so a
+//!   worker's death drops no connection still waiting in the accept queue.
+//! - **Restart policy** (after PM2): a worker that exits unexpectedly is restarted after a
+//!   per-slot delay that starts at 100 ms and grows ×1.5 to at most 15 s, reset once a worker
+//!   stays up 30 s. `max_restarts` consecutive deaths, each within `min_uptime` of starting,
+//!   stop the cluster with an error naming the worker's last stderr line; a worker that dies
+//!   before any worker was ever ready stops it at once.
+//! - **Signals.** SIGTERM / SIGINT (`shardkv stop`): workers stop accepting, finish in-flight
+//!   requests for up to the drain timeout, exit; the supervisor exits 0 once all are gone.
+//!   A second signal kills them at once. SIGHUP (`shardkv reload`): rolling reload, one slot
+//!   at a time: the new worker (from the binary path recorded at start) is ready before the
+//!   old one drains. Workers run in their own process group, so a terminal's Ctrl-C reaches
+//!   the supervisor alone and becomes an orderly shutdown, never a crash.
+//! - **Orphans never serve.** A worker whose supervisor dies (even by SIGKILL) sees its
+//!   stdin close, drains, and exits.
+
+pub mod status;
+pub mod worker;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::server::{ServerConfig, WorkerSnapshot};
+use crate::shard_by::ShardBy;
+use crate::store::Store;
+use status::{ClusterStatus, SupervisorLock, WorkerStatus, unix_ms};
+
+/// First restart delay of a slot.
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+const MAX_DELAY: Duration = Duration::from_secs(15);
+/// A worker up this long resets its slot's delay.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// A worker not ready this long after its start is killed.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time, past the drain timeout, before stragglers are killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How `shardkv serve` runs.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Data directory.
+    pub data: PathBuf,
+    /// Interface to bind.
+    pub host: String,
+    /// Port to bind (0: the OS chooses).
+    pub port: u16,
+    /// Workers, after [`resolve_workers`].
+    pub workers: usize,
+    /// The scheme asked for; `None` keeps an existing store's and makes new ones `hash:8`.
+    pub shard_by: Option<ShardBy>,
+    /// Worker timeouts.
+    pub server: ServerConfig,
+    /// Consecutive quick deaths of one slot that stop the cluster.
+    pub max_restarts: u32,
+    /// A death sooner than this after starting counts toward `max_restarts`.
+    pub min_uptime: Duration,
+    /// Page cache per shard handle, bytes.
+    pub cache_bytes: usize,
+    /// `text` or `json`, for the workers' logs too.
+    pub log_format: String,
+}
+
+/// The scheme of a new store when `--shard-by` is not given.
+pub const DEFAULT_SCHEME: &str = "hash:8";
+
+/// PM2's `-i` convention: `n > 0` is exactly `n`; `0` is one per CPU; `-k` is CPUs minus
+/// `k`, at least 1.
+pub fn resolve_workers(n: i64, cpus: usize) -> usize {
+    match n {
+        1.. => usize::try_from(n).unwrap_or(usize::MAX),
+        0 => cpus.max(1),
+        _ => {
+            let k = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
+            cpus.saturating_sub(k).max(1)
+        }
+    }
+}
+
+/// Opens (or creates) the store the way `serve` does: an explicit scheme must match an
+/// existing store; without one, an existing store keeps its scheme and a new one gets
+/// [`DEFAULT_SCHEME`].
+pub fn open_store(data: &Path, shard_by: Option<&ShardBy>, cache_bytes: usize) -> Result<Store> {
+    let scheme = match shard_by {
+        Some(s) => Some(s.clone()),
+        None if Store::scheme_of(data)?.is_some() => None,
+        None => Some(DEFAULT_SCHEME.parse()?),
+    };
+    let builder = match scheme {
+        Some(s) => Store::shard_by(s),
+        None => Store::builder(),
+    };
+    builder.cache_size(cache_bytes).open(data)
+}
+
+/// Runs a cluster until it is stopped. Returns an error if it could not start or gave up on
+/// a crashing worker.
+pub fn serve(options: ClusterOptions) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(&options.data)
+        && !meta.is_dir()
+    {
+        return Err(Error::InvalidInput(format!(
+            "data directory {} is a file, not a directory",
+            options.data.display()
+        )));
+    }
+    std::fs::create_dir_all(&options.data)
+        .map_err(|e| Error::io(format!("creating {}", options.data.display()), e))?;
+    let data = options
+        .data
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", options.data.display()), e))?;
+    let _claim = SupervisorLock::acquire(&data)?;
+    // Opened here, before any worker: a bad directory or scheme fails now, and workers never
+    // race to create the store. Held open while serving, which also keeps repairs away.
+    let store = open_store(&data, options.shard_by.as_ref(), options.cache_bytes)?;
+    let listener = bind(&options.host, options.port)?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    // The one path every worker is started from, even after the file is rebuilt in place.
+    let binary = std::env::current_exe().map_err(|e| Error::io("finding the shardkv binary", e))?;
+    tracing::info!(
+        pid = std::process::id(),
+        %address,
+        workers = options.workers,
+        scheme = %store.scheme(),
+        data = %data.display(),
+        "supervisor starting"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let scheme = store.scheme().to_string();
+    let result = runtime.block_on(async {
+        let mut supervisor = Supervisor::new(
+            options,
+            data.clone(),
+            binary,
+            &listener,
+            address.to_string(),
+            scheme,
+        );
+        supervisor.run().await
+    });
+    let _ = std::fs::remove_file(data.join(status::STATUS_FILE));
+    drop(listener);
+    drop(store);
+    result
+}
+
+fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind((host, port)).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (the port is in use; pick another with --port, or 0 for any)"
+            }
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        };
+        Error::io(format!("binding {host}:{port}{hint}"), e)
+    })?;
+    let fd = listener.as_raw_fd();
+    // SAFETY: fd is a valid socket owned by `listener`; these calls have no memory effects.
+    unsafe {
+        // std listens with a backlog of 128; a burst of clients wants more.
+        libc::listen(fd, 1024);
+        // Inherited by the workers (std opens every descriptor close-on-exec).
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(Error::io(
+                "sharing the listening socket",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(listener)
+}
+
+#[derive(Debug)]
+enum Event {
+    Ready(u32),
+    Stats(u32, Box<WorkerSnapshot>),
+    Stderr(u32, String),
+    Exited(u32, ExitStatus),
+    Restart(usize),
+    Terminate(&'static str),
+    Reload,
+    Tick,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    restarts: u64,
+    unstable: u32,
+    delay: Option<Duration>,
+    restart_pending: bool,
+    last_stderr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Serving its slot.
+    Current,
+    /// A reload's replacement, not ready yet.
+    Candidate,
+    /// Replaced by a reload; draining.
+    Retiring,
+}
+
+#[derive(Debug)]
+struct Proc {
+    slot: usize,
+    role: Role,
+    started: Instant,
+    started_at: SystemTime,
+    ready: bool,
+    draining: bool,
+    snapshot: Option<WorkerSnapshot>,
+    /// Held open for the worker's lifetime: its end of file tells the worker we are gone.
+    _stdin: Option<ChildStdin>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Running,
+    Reloading {
+        queue: VecDeque<usize>,
+        step: Option<ReloadStep>,
+    },
+    Stopping {
+        deadline: Instant,
+        failure: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ReloadStep {
+    old: Option<u32>,
+    new: u32,
+}
+
+struct Supervisor {
+    options: ClusterOptions,
+    data: PathBuf,
+    binary: PathBuf,
+    listen_fd: RawFd,
+    address: String,
+    scheme: String,
+    slots: Vec<Slot>,
+    procs: HashMap<u32, Proc>,
+    phase: Phase,
+    events: mpsc::UnboundedSender<Event>,
+    inbox: Option<mpsc::UnboundedReceiver<Event>>,
+    announced: bool,
+    ever_ready: bool,
+    started_at: SystemTime,
+    reloads: u64,
+    reload_failures: u64,
+    last_error: Option<String>,
+}
+
+impl Supervisor {
+    fn new(
+        options: ClusterOptions,
+        data: PathBuf,
+        binary: PathBuf,
+        listener: &std::net::TcpListener,
+        address: String,
+        scheme: String,
+    ) -> Supervisor {
+        let (events, inbox) = mpsc::unbounded_channel();
+        Supervisor {
+            slots: (0..options.workers).map(|_| Slot::default()).collect(),
+            options,
+            data,
+            binary,
+            listen_fd: listener.as_raw_fd(),
+            address,
+            scheme,
+            procs: HashMap::new(),
+            phase: Phase::Running,
+            events,
+            inbox: Some(inbox),
+            announced: false,
+            ever_ready: false,
+            started_at: SystemTime::now(),
+            reloads: 0,
+            reload_failures: 0,
+            last_error: None,
+        }
+    }
+
+    async fn run(&mut self) -> Result<()> {
+        let mut inbox = self.inbox.take().expect("run once");
+        self.watch_signals()?;
+        let ticker = self.events.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if ticker.send(Event::Tick).is_err() {
+                    break;
+                }
+            }
+        });
+        for slot in 0..self.slots.len() {
+            if let Err(e) = self.spawn(slot, Role::Current) {
+                self.begin_stop(Some(format!("could not start worker {slot}: {e}")));
+                break;
+            }
+        }
+        self.publish();
+        while let Some(event) = inbox.recv().await {
+            self.handle(event);
+            if let Phase::Stopping { failure, .. } = &self.phase
+                && self.procs.is_empty()
+            {
+                let failure = failure.clone();
+                tracing::info!("supervisor stopped");
+                return match failure {
+                    None => Ok(()),
+                    Some(why) => Err(Error::Conflict(why)),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn watch_signals(&self) -> Result<()> {
+        let kinds = [
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ];
+        for (kind, name) in kinds {
+            let mut stream = signal(kind).map_err(|e| Error::io(format!("{name} handler"), e))?;
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    let event = if name == "SIGHUP" {
+                        Event::Reload
+                    } else {
+                        Event::Terminate(name)
+                    };
+                    if events.send(event).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, slot: usize, role: Role) -> Result<u32> {
+        let server = &self.options.server;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("worker")
+            .arg("--listen-fd")
+            .arg(self.listen_fd.to_string())
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--request-timeout")
+            .arg(format!("{}ms", server.request_timeout.as_millis()))
+            .arg("--header-timeout")
+            .arg(format!("{}ms", server.header_read_timeout.as_millis()))
+            .arg("--drain-timeout")
+            .arg(format!("{}ms", server.drain_timeout.as_millis()))
+            .arg("--cache-bytes")
+            .arg(self.options.cache_bytes.to_string())
+            .arg("--log-format")
+            .arg(&self.options.log_format)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches the supervisor, which then
+            // stops the workers in order.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", self.binary.display()), e))?;
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(slot, pid, ?role, "worker started");
+        let stdin = child.stdin.take();
+        self.monitor(pid, child);
+        self.procs.insert(
+            pid,
+            Proc {
+                slot,
+                role,
+                started: Instant::now(),
+                started_at: SystemTime::now(),
+                ready: false,
+                draining: false,
+                snapshot: None,
+                _stdin: stdin,
+            },
+        );
+        self.slots[slot].restart_pending = false;
+        Ok(pid)
+    }
+
+    /// Forwards a worker's output and exit as events. Its exit is sent after its last
+    /// output line, so a crash report can name the last thing it said.
+    fn monitor(&self, pid: u32, mut child: Child) {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let events = self.events.clone();
+        let prefix = (self.options.log_format != "json").then(|| format!("worker pid {pid} | "));
+        tokio::spawn(async move {
+            let out = {
+                let events = events.clone();
+                async move {
+                    let Some(stdout) = stdout else { return };
+                    let mut lines = BufReader::new(stdout).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line == "ready" {
+                            let _ = events.send(Event::Ready(pid));
+                        } else if let Some(json) = line.strip_prefix("stats ")
+                            && let Ok(snapshot) = serde_json::from_str(json)
+                        {
+                            let _ = events.send(Event::Stats(pid, Box::new(snapshot)));
+                        }
+                    }
+                }
+            };
+            let err = {
+                let events = events.clone();
+                async move {
+                    let Some(stderr) = stderr else { return };
+                    let mut lines = BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        match &prefix {
+                            Some(p) => eprintln!("{p}{line}"),
+                            None => eprintln!("{line}"),
+                        }
+                        if !line.trim().is_empty() {
+                            let _ = events.send(Event::Stderr(pid, line));
+                        }
+                    }
+                }
+            };
+            tokio::join!(out, err);
+            let status = child.wait().await;
+            let status =
+                status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0));
+            let _ = events.send(Event::Exited(pid, status));
+        });
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Ready(pid) => self.on_ready(pid),
+            Event::Stats(pid, snapshot) => {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.snapshot = Some(*snapshot);
+                }
+            }
+            Event::Stderr(pid, line) => {
+                if let Some(p) = self.procs.get(&pid) {
+                    self.slots[p.slot].last_stderr = line;
+                }
+            }
+            Event::Exited(pid, status) => self.on_exit(pid, status),
+            Event::Restart(slot) => self.on_restart(slot),
+            Event::Terminate(name) => {
+                if matches!(self.phase, Phase::Stopping { .. }) {
+                    tracing::warn!(signal = name, "second stop signal: killing workers now");
+                    self.signal_all(libc::SIGKILL);
+                } else {
+                    tracing::info!(signal = name, "stopping: draining workers");
+                    self.begin_stop(None);
+                }
+            }
+            Event::Reload => self.begin_reload(),
+            Event::Tick => self.on_tick(),
+        }
+        self.publish();
+    }
+
+    fn on_ready(&mut self, pid: u32) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        p.ready = true;
+        let (slot, role) = (p.slot, p.role);
+        tracing::info!(slot, pid, "worker ready");
+        self.ever_ready = true;
+        if !self.announced {
+            self.announced = true;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on http://{}", self.address);
+            let _ = out.flush();
+        }
+        if role == Role::Candidate
+            && let Phase::Reloading {
+                step: Some(step), ..
+            } = &mut self.phase
+            && step.new == pid
+        {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.role = Role::Current;
+            }
+            match step
+                .old
+                .and_then(|old| self.procs.get_mut(&old).map(|p| (old, p)))
+            {
+                Some((old, p)) => {
+                    p.role = Role::Retiring;
+                    p.draining = true;
+                    tracing::info!(
+                        slot,
+                        old,
+                        new = pid,
+                        "reload: new worker ready, draining the old one"
+                    );
+                    signal_pid(old, libc::SIGTERM);
+                }
+                None => {
+                    self.finish_reload_step();
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32, status: ExitStatus) {
+        let Some(p) = self.procs.remove(&pid) else {
+            return;
+        };
+        let slot = p.slot;
+        let uptime = p.started.elapsed();
+        let how = describe(status);
+        if let Phase::Stopping { .. } = self.phase {
+            tracing::info!(slot, pid, status = %how, "worker exited");
+            return;
+        }
+        match p.role {
+            Role::Retiring => {
+                tracing::info!(slot, pid, status = %how, "reload: old worker exited");
+                if let Phase::Reloading {
+                    step: Some(step), ..
+                } = &self.phase
+                    && step.old == Some(pid)
+                {
+                    self.finish_reload_step();
+                }
+            }
+            Role::Candidate => {
+                let why = format!(
+                    "new worker {slot} (pid {pid}) {how} before it was ready: {}",
+                    self.slots[slot].last_stderr
+                );
+                tracing::error!(slot, pid, status = %how, "reload abandoned: {why}");
+                self.reload_failures += 1;
+                self.last_error = Some(why);
+                self.phase = Phase::Running;
+            }
+            Role::Current => {
+                // A reload's old worker that died on its own: its candidate takes the slot.
+                if let Phase::Reloading {
+                    step: Some(step), ..
+                } = &mut self.phase
+                    && step.old == Some(pid)
+                {
+                    tracing::warn!(slot, pid, status = %how, "worker exited during its reload");
+                    step.old = None;
+                    return;
+                }
+                self.on_crash(slot, pid, uptime, p.ready, &how);
+            }
+        }
+    }
+
+    fn on_crash(&mut self, slot: usize, pid: u32, uptime: Duration, was_ready: bool, how: &str) {
+        let last = self.slots[slot].last_stderr.clone();
+        if !was_ready && !self.ever_ready {
+            let why = format!("worker {slot} (pid {pid}) {how} before it was ready: {last}");
+            tracing::error!(slot, pid, "{why}");
+            self.begin_stop(Some(why));
+            return;
+        }
+        let s = &mut self.slots[slot];
+        if uptime < self.options.min_uptime {
+            s.unstable += 1;
+        } else {
+            s.unstable = 0;
+        }
+        if s.unstable >= self.options.max_restarts {
+            let why = format!(
+                "worker {slot} died {} times in a row within {:?} of starting; giving up. Last error: {last}",
+                s.unstable, self.options.min_uptime
+            );
+            tracing::error!(slot, pid, "{why}");
+            self.last_error = Some(why.clone());
+            self.begin_stop(Some(why));
+            return;
+        }
+        if uptime >= STABLE_AFTER {
+            s.delay = None;
+        }
+        let delay = s.delay.unwrap_or(FIRST_DELAY);
+        s.delay = Some(delay.mul_f64(1.5).min(MAX_DELAY));
+        s.restarts += 1;
+        s.restart_pending = true;
+        tracing::warn!(slot, pid, status = %how, restart_in = ?delay, restarts = s.restarts, "worker exited unexpectedly");
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Restart(slot));
+        });
+    }
+
+    fn on_restart(&mut self, slot: usize) {
+        let occupied = self
+            .procs
+            .values()
+            .any(|p| p.slot == slot && p.role != Role::Retiring);
+        if matches!(self.phase, Phase::Stopping { .. })
+            || occupied
+            || !self.slots[slot].restart_pending
+        {
+            return;
+        }
+        if let Err(e) = self.spawn(slot, Role::Current) {
+            tracing::error!(slot, error = %e, "restart failed");
+            self.begin_stop(Some(format!("could not restart worker {slot}: {e}")));
+        }
+    }
+
+    fn begin_reload(&mut self) {
+        match self.phase {
+            Phase::Running => {
+                tracing::info!("rolling reload started");
+                self.phase = Phase::Reloading {
+                    queue: (0..self.slots.len()).collect(),
+                    step: None,
+                };
+                self.next_reload_step();
+            }
+            Phase::Reloading { .. } => tracing::info!("a reload is already in progress"),
+            Phase::Stopping { .. } => {}
+        }
+    }
+
+    fn finish_reload_step(&mut self) {
+        if let Phase::Reloading { step, .. } = &mut self.phase {
+            *step = None;
+        }
+        self.next_reload_step();
+    }
+
+    fn next_reload_step(&mut self) {
+        loop {
+            let Phase::Reloading { queue, .. } = &mut self.phase else {
+                return;
+            };
+            let Some(slot) = queue.pop_front() else {
+                self.phase = Phase::Running;
+                self.reloads += 1;
+                tracing::info!(reloads = self.reloads, "rolling reload complete");
+                return;
+            };
+            let old = self
+                .procs
+                .iter()
+                .find(|(_, p)| p.slot == slot && p.role == Role::Current)
+                .map(|(&pid, _)| pid);
+            if old.is_none() {
+                // Waiting out a restart delay: its restart starts the new binary anyway.
+                continue;
+            }
+            match self.spawn(slot, Role::Candidate) {
+                Ok(new) => {
+                    if let Phase::Reloading { step, .. } = &mut self.phase {
+                        *step = Some(ReloadStep { old, new });
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let why = format!("reload could not start worker {slot}: {e}");
+                    tracing::error!("{why}");
+                    self.reload_failures += 1;
+                    self.last_error = Some(why);
+                    self.phase = Phase::Running;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, failure: Option<String>) {
+        if failure.is_some() {
+            self.last_error.clone_from(&failure);
+        }
+        self.phase = Phase::Stopping {
+            deadline: Instant::now() + self.options.server.drain_timeout + KILL_GRACE,
+            failure,
+        };
+        for p in self.procs.values_mut() {
+            p.draining = true;
+        }
+        self.signal_all(libc::SIGTERM);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        for &pid in self.procs.keys() {
+            signal_pid(pid, signal);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Phase::Stopping { deadline, .. } = self.phase
+            && Instant::now() > deadline
+        {
+            tracing::warn!(
+                left = self.procs.len(),
+                "workers did not drain in time: killing them"
+            );
+            self.signal_all(libc::SIGKILL);
+        }
+        for (&pid, p) in &self.procs {
+            if !p.ready && p.started.elapsed() > READY_TIMEOUT {
+                tracing::warn!(slot = p.slot, pid, "worker not ready in time: killing it");
+                signal_pid(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Rewrites the status file.
+    fn publish(&self) {
+        let state = match self.phase {
+            Phase::Running => "running",
+            Phase::Reloading { .. } => "reloading",
+            Phase::Stopping { .. } => "stopping",
+        };
+        let mut workers: Vec<WorkerStatus> = self
+            .procs
+            .iter()
+            .map(|(&pid, p)| WorkerStatus {
+                id: p.slot,
+                pid,
+                status: match (p.ready, p.draining) {
+                    (_, true) => "draining",
+                    (false, _) => "starting",
+                    (true, false) => "online",
+                }
+                .to_owned(),
+                started_unix_ms: unix_ms(p.started_at),
+                restarts: self.slots[p.slot].restarts,
+                rss_bytes: crate::server::metrics::rss_bytes(pid),
+                snapshot: p.snapshot.clone(),
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.id, w.started_unix_ms, w.pid));
+        let status = ClusterStatus {
+            supervisor_pid: std::process::id(),
+            state: state.to_owned(),
+            address: self.address.clone(),
+            data: self.data.clone(),
+            scheme: self.scheme.clone(),
+            binary: self.binary.clone(),
+            started_unix_ms: unix_ms(self.started_at),
+            updated_unix_ms: unix_ms(SystemTime::now()),
+            reloads: self.reloads,
+            reload_failures: self.reload_failures,
+            last_error: self.last_error.clone(),
+            workers,
+        };
+        if let Err(e) = status::write_status(&self.data, &status) {
+            tracing::warn!(error = %e, "could not write the status file");
+        }
+    }
+}
+
+fn signal_pid(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid)
+        && pid > 0
+    {
+        // SAFETY: kill has no memory-safety preconditions. The pid is a worker whose exit
+        // has not been processed yet; the window in which it is reaped but still listed is
+        // the monitor task's hand-off, far too short for the kernel to reuse the pid.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "exited".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_follow_pm2() {
+        assert_eq!(resolve_workers(4, 2), 4);
+        assert_eq!(resolve_workers(0, 8), 8);
+        assert_eq!(resolve_workers(-1, 8), 7);
+        assert_eq!(resolve_workers(-1, 1), 1);
+        assert_eq!(resolve_workers(-100, 8), 1);
+        assert_eq!(resolve_workers(i64::MIN, 8), 1);
+    }
+}

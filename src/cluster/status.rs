@@ -1,0 +1,320 @@
+//! The cluster's status file and the commands that read it (`status`, `stop`, `reload`).
+//!
+//! The supervisor holds `CLUSTER.LOCK` (flock, exclusive) for as long as it serves a data
+//! directory, and replaces `CLUSTER` (JSON) about once a second and after every change: its
+//! pid, address, and every worker's state and latest snapshot. A `CLUSTER` file whose lock
+//! is free is stale: no cluster runs there.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::server::WorkerSnapshot;
+
+/// The status file's name inside the data directory.
+pub const STATUS_FILE: &str = "CLUSTER";
+/// The supervisor's lock file's name inside the data directory.
+pub const SUPERVISOR_LOCK_FILE: &str = "CLUSTER.LOCK";
+
+/// What the supervisor publishes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Supervisor process id.
+    pub supervisor_pid: u32,
+    /// `running`, `reloading` or `stopping`.
+    pub state: String,
+    /// The address served, `host:port`.
+    pub address: String,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The routing scheme.
+    pub scheme: String,
+    /// The binary workers run.
+    pub binary: PathBuf,
+    /// Supervisor start, Unix ms.
+    pub started_unix_ms: u64,
+    /// When this file was written, Unix ms.
+    pub updated_unix_ms: u64,
+    /// Rolling reloads completed.
+    pub reloads: u64,
+    /// Rolling reloads abandoned because a new worker failed to start.
+    pub reload_failures: u64,
+    /// The latest error the supervisor met, if any.
+    pub last_error: Option<String>,
+    /// One entry per worker process (during a reload, a slot may have two).
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One worker process.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Slot number, like PM2's id.
+    pub id: usize,
+    /// Process id.
+    pub pid: u32,
+    /// `starting`, `online` or `draining`.
+    pub status: String,
+    /// Start time, Unix ms.
+    pub started_unix_ms: u64,
+    /// Times this slot's worker was restarted after dying.
+    pub restarts: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// The worker's latest self-report.
+    pub snapshot: Option<WorkerSnapshot>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Replaces `dir/CLUSTER`: readers see the old or the new file, never a torn one. Not
+/// fsync'd: the file describes live processes and means nothing after a crash.
+pub fn write_status(dir: &Path, status: &ClusterStatus) -> Result<()> {
+    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
+    let target = dir.join(STATUS_FILE);
+    let bytes = serde_json::to_vec_pretty(status).expect("status serializes");
+    let io = |e| Error::io(format!("writing {}", target.display()), e);
+    let mut file = File::create(&tmp).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, &target).map_err(io)
+}
+
+/// Reads `dir/CLUSTER`, if present and parseable.
+pub fn read_status(dir: &Path) -> Option<ClusterStatus> {
+    let text = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The latest snapshot of every worker, with restart counts, for `/stats` and `/metrics`.
+pub fn peer_snapshots(dir: &Path) -> Vec<WorkerSnapshot> {
+    read_status(dir)
+        .map(|s| {
+            s.workers
+                .into_iter()
+                .filter_map(|w| {
+                    w.snapshot.map(|mut snap| {
+                        snap.restarts = w.restarts;
+                        snap
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The supervisor's exclusive claim on a data directory. Dropping it releases the claim.
+#[derive(Debug)]
+pub struct SupervisorLock {
+    _file: File,
+}
+
+impl SupervisorLock {
+    /// Claims `dir` for this supervisor, or fails naming the one that has it.
+    pub fn acquire(dir: &Path) -> Result<SupervisorLock> {
+        let file = open_lock(dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(SupervisorLock { _file: file }),
+            Err(TryLockError::WouldBlock) => {
+                let who = read_status(dir)
+                    .map(|s| {
+                        format!(
+                            " (supervisor pid {}, serving {})",
+                            s.supervisor_pid, s.address
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(Error::Locked(format!(
+                    "another shardkv serve is already serving {}{who}; stop it first with: shardkv stop --data {}",
+                    dir.display(),
+                    dir.display()
+                )))
+            }
+            Err(TryLockError::Error(e)) => Err(Error::io("locking CLUSTER.LOCK", e)),
+        }
+    }
+}
+
+fn open_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(SUPERVISOR_LOCK_FILE);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Whether a supervisor holds `dir` right now.
+pub fn is_running(dir: &Path) -> Result<bool> {
+    if !dir.join(SUPERVISOR_LOCK_FILE).exists() {
+        return Ok(false);
+    }
+    let file = open_lock(dir)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(Error::io("checking CLUSTER.LOCK", e)),
+    }
+}
+
+/// The running cluster's status, or a clear error when none runs in `dir`.
+pub fn running_status(dir: &Path) -> Result<ClusterStatus> {
+    if !is_running(dir)? {
+        return Err(Error::NotFound(format!(
+            "no shardkv cluster is running in {}",
+            dir.display()
+        )));
+    }
+    // The supervisor writes the file right after taking the lock; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = read_status(dir) {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::NotFound(format!(
+                "a supervisor holds {} but has published no status",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `shardkv status`: a table like `pm2 list`.
+pub fn render_table(status: &ClusterStatus) -> String {
+    let now = unix_ms(SystemTime::now());
+    let mut out = format!(
+        "shardkv cluster: supervisor pid {}, {} on http://{}, data {}, {} ({} reloads)\n",
+        status.supervisor_pid,
+        status.state,
+        status.address,
+        status.data.display(),
+        status.scheme,
+        status.reloads
+    );
+    let header = [
+        "id", "pid", "status", "uptime", "restarts", "requests", "memory",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+    for w in &status.workers {
+        rows.push([
+            w.id.to_string(),
+            w.pid.to_string(),
+            w.status.clone(),
+            human_duration(now.saturating_sub(w.started_unix_ms)),
+            w.restarts.to_string(),
+            w.snapshot
+                .as_ref()
+                .map_or("-".into(), |s| s.requests.to_string()),
+            human_bytes(w.rss_bytes),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| "─".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("┼");
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!(" {cell:<w$} "))
+            .collect();
+        out.push_str(&cells.join("│"));
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&rule);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0 => "-".into(),
+        1..1_048_576 => format!("{:.1}kb", b as f64 / 1024.0),
+        _ => format!("{:.1}mb", b as f64 / 1_048_576.0),
+    }
+}
+
+/// Sends `signal` to the supervisor serving `dir`.
+pub fn signal_supervisor(dir: &Path, signal: libc::c_int) -> Result<ClusterStatus> {
+    let status = running_status(dir)?;
+    let pid = libc::pid_t::try_from(status.supervisor_pid)
+        .map_err(|_| Error::Corrupted("bad supervisor pid in CLUSTER".into()))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(Error::io(
+            format!("signalling supervisor {pid}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(status)
+}
+
+/// `shardkv stop`: asks the supervisor to drain and waits until it has exited.
+pub fn stop(dir: &Path, wait: Duration) -> Result<u32> {
+    let status = signal_supervisor(dir, libc::SIGTERM)?;
+    let deadline = Instant::now() + wait;
+    while is_running(dir)? {
+        if Instant::now() > deadline {
+            return Err(Error::Locked(format!(
+                "supervisor {} is still draining after {} s",
+                status.supervisor_pid,
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(status.supervisor_pid)
+}
+
+/// `shardkv reload`: asks for a rolling reload and waits until it has completed.
+pub fn reload(dir: &Path, wait: Duration) -> Result<ClusterStatus> {
+    let before = signal_supervisor(dir, libc::SIGHUP)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = running_status(dir)?;
+        if now.reloads > before.reloads && now.state == "running" {
+            return Ok(now);
+        }
+        if now.reload_failures > before.reload_failures {
+            return Err(Error::Conflict(format!(
+                "reload abandoned, the old workers keep serving: {}",
+                now.last_error.unwrap_or_default()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Locked(format!(
+                "reload of {} did not complete within {} s",
+                dir.display(),
+                wait.as_secs()
+            )));
+        }
+    }
+}

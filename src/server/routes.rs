@@ -1,0 +1,327 @@
+//! Route handlers. Each one validates its input, calls the registry off the async runtime,
+//! and answers JSON.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::metrics;
+use crate::registry::{self, DEFAULT_LIMIT, Dog, MAX_LIMIT};
+
+/// `axum::Json` whose rejections are [`ApiError`]s (JSON bodies, our statuses).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// A query-string extractor whose rejections are [`ApiError`]s. Unlike
+/// `axum::extract::Query`, it refuses percent-encoded bytes that are not UTF-8 instead of
+/// replacing them, so `?color=%FF` cannot silently match nothing.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        if !percent_decodes_to_utf8(query) {
+            return Err(ApiError::bad_request("the query string is not valid UTF-8"));
+        }
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}
+
+/// Whether every percent-decoded part of a query string is valid UTF-8.
+fn percent_decodes_to_utf8(query: &str) -> bool {
+    query.split(['&', '=']).all(|part| {
+        let bytes = part.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        decoded.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => decoded.push(b'%'),
+                },
+                b => decoded.push(b),
+            }
+            i += 1;
+        }
+        std::str::from_utf8(&decoded).is_ok()
+    })
+}
+
+/// `axum::extract::Path` whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// Runs blocking storage work on tokio's blocking pool, never on the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "storage task failed");
+            Err(ApiError::unavailable("the request could not be completed"))
+        }
+    }
+}
+
+/// `GET /`: counts the request; answers the new count.
+pub async fn hit(State(state): State<AppState>) -> Result<Json<i64>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || registry.hit()).await?))
+}
+
+/// `GET /count`: the count, unchanged.
+pub async fn count(State(state): State<AppState>) -> Result<Json<i64>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(blocking(move || registry.count()).await?))
+}
+
+/// Body of `POST /dogs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDog {
+    name: String,
+    color: String,
+}
+
+/// `POST /dogs`: 201 with the dog, or 409 if the name is taken.
+pub async fn create_dog(
+    State(state): State<AppState>,
+    JsonBody(new): JsonBody<NewDog>,
+) -> Result<Response, ApiError> {
+    let dog = Dog::new(new.name, new.color)?;
+    let registry = state.registry().clone();
+    let stored = dog.clone();
+    blocking(move || registry.create(&stored)).await?;
+    let location = format!("/dogs/{}", percent_encode(&dog.name));
+    let mut response = (StatusCode::CREATED, Json(dog)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /dogs/{name}`.
+pub async fn get_dog(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Dog>, ApiError> {
+    let registry = state.registry().clone();
+    let lookup = name.clone();
+    match blocking(move || registry.get(&lookup)).await? {
+        Some(dog) => Ok(Json(dog)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no dog named {name:?}"),
+        )),
+    }
+}
+
+/// Body of `PUT /dogs/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recolor {
+    color: String,
+}
+
+/// `PUT /dogs/{name}`: recolors, moving the index entry in the same transaction.
+pub async fn recolor_dog(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<Recolor>,
+) -> Result<Json<Dog>, ApiError> {
+    let registry = state.registry().clone();
+    Ok(Json(
+        blocking(move || registry.recolor(&name, &body.color)).await?,
+    ))
+}
+
+/// `DELETE /dogs/{name}`: 204, or 404.
+pub async fn delete_dog(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let registry = state.registry().clone();
+    blocking(move || registry.delete(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /dogs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    color: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /dogs?color=C&limit=N&after=NAME`: dogs of a color (all dogs without `color`),
+/// sorted by name.
+pub async fn list_dogs(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Dog>>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}, not {text:?}"
+                )));
+            }
+        },
+    };
+    if let Some(after) = &q.after {
+        registry::check_field("after", after, registry::MAX_NAME_BYTES)?;
+    }
+    let registry = state.registry().clone();
+    let dogs = blocking(move || match &q.color {
+        Some(color) => registry.by_color(color, q.after.as_deref(), limit),
+        None => registry.all(q.after.as_deref(), limit),
+    })
+    .await?;
+    Ok(Json(dogs))
+}
+
+/// Query of `GET /isprime`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimeQuery {
+    number: Option<String>,
+}
+
+/// Sets a flag when dropped: a request that is abandoned (client gone, timeout) stops its
+/// computation.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Decrements a gauge when dropped.
+struct GaugeGuard<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `GET /isprime?number=N`: trial division on the blocking pool, at most one per CPU at a
+/// time, so that a slow prime never holds up other routes.
+pub async fn is_prime(
+    State(state): State<AppState>,
+    Query(q): Query<PrimeQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(text) = q.number else {
+        return Err(ApiError::bad_request(
+            "the query parameter number is required",
+        ));
+    };
+    let n: u64 = text.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "number must be a whole number from 0 to {}, not {text:?}",
+            u64::MAX
+        ))
+    })?;
+    let _permit = state
+        .prime_permits()
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let running = state.metrics().isprime_running();
+    running.fetch_add(1, Ordering::Relaxed);
+    let _running = GaugeGuard(running);
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || registry::is_prime(n, &cancel))
+        .await
+        .map_err(|_| ApiError::unavailable("the computation failed"))?;
+    let Some(is_prime) = answer else {
+        return Err(ApiError::unavailable("the computation was cancelled"));
+    };
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(Json(
+        json!({ "number": n, "isPrime": is_prime, "time": ms }),
+    ))
+}
+
+/// `GET /stats`: this worker, every worker of the cluster, totals, and shards.
+pub async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let me = state.snapshot();
+    let workers = state.all_workers(&me);
+    Json(metrics::stats_json(
+        &me,
+        &workers,
+        &state.registry().scheme(),
+    ))
+}
+
+/// `GET /metrics`: Prometheus text format, cluster-wide.
+pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    let me = state.snapshot();
+    let workers = state.all_workers(&me);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    (headers, metrics::prometheus(&workers))
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// Known routes, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+/// Percent-encodes everything but unreserved characters, for a path segment.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

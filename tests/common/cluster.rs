@@ -1,0 +1,233 @@
+//! Runs the real `shardkv serve` binary for a test: port 0 on loopback, in a temp data dir,
+//! readiness read from its `listening on` line while checking `try_wait`, stopped in `Drop`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shardkv");
+
+pub struct Cluster {
+    pub child: Child,
+    pub addr: String,
+    pub data: PathBuf,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `shardkv serve --data DATA --port 0` with extra arguments; panics if it does not
+/// print its listening line within 30 s.
+pub fn start(data: &Path, args: &[&str]) -> Cluster {
+    start_with_env(data, args, &[])
+}
+
+pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Cluster {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardkv serve");
+    let stderr = collect_lines(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+            return Cluster {
+                child,
+                addr,
+                data: data.to_path_buf(),
+                stderr,
+            };
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "shardkv serve exited with {status} before listening:\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shardkv serve did not listen within 30 s"
+        );
+    }
+}
+
+/// Runs `shardkv serve` expecting it to fail; returns its exit status and stderr.
+pub fn start_failing(
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardkv serve");
+    let stderr = collect_lines(child.stderr.take().unwrap());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            // Let the reader drain what is left.
+            std::thread::sleep(Duration::from_millis(100));
+            return (status, stderr.lock().unwrap().join("\n"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "shardkv serve kept running for {within:?}:\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// Runs a `shardkv` subcommand to completion.
+pub fn shardkv(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run shardkv")
+}
+
+impl Cluster {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits for the supervisor to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The status file's view of the workers: `(slot, pid, status, restarts, has_snapshot)`.
+    pub fn workers(&self) -> Vec<(u64, u32, String, u64, bool)> {
+        let Ok(text) = std::fs::read(self.data.join("CLUSTER")) else {
+            return Vec::new();
+        };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            return Vec::new();
+        };
+        json["workers"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| {
+                        (
+                            w["id"].as_u64().unwrap(),
+                            w["pid"].as_u64().unwrap() as u32,
+                            w["status"].as_str().unwrap().to_owned(),
+                            w["restarts"].as_u64().unwrap(),
+                            !w["snapshot"].is_null(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Pids of workers that are online.
+    pub fn online_pids(&self) -> Vec<u32> {
+        self.workers()
+            .into_iter()
+            .filter(|w| w.2 == "online")
+            .map(|w| w.1)
+            .collect()
+    }
+
+    /// Waits until `cond` holds of the status file's workers.
+    pub fn wait_workers(
+        &self,
+        what: &str,
+        within: Duration,
+        cond: impl Fn(&[(u64, u32, String, u64, bool)]) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let workers = self.workers();
+            if cond(&workers) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; workers: {workers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        if self.wait_exit(Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a process is gone (exited; a zombie awaiting its reaper counts as gone).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}

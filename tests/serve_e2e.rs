@@ -1,0 +1,96 @@
+//! The real `shardkv serve` over real sockets: the lesson's six dogs on `alpha:a-m,n-z` land
+//! in two shard files, the orange ones come back in name order, and the counter counts.
+
+mod common;
+
+use common::cluster;
+use common::http::Client;
+use serde_json::json;
+use shardkv::Store;
+
+const SEED: [(&str, &str); 6] = [
+    ("biscuit", "orange"),
+    ("jungle", "black"),
+    ("smokey", "grey"),
+    ("fancy feast", "white"),
+    ("peep", "orange"),
+    ("bread", "orange"),
+];
+
+#[test]
+fn seed_dogs_split_across_two_shard_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shards");
+    let server = cluster::start(&data, &["--workers", "1", "--shard-by", "alpha:a-m,n-z"]);
+    let mut client = Client::new(&server.addr);
+
+    for (name, color) in SEED {
+        let r = client
+            .post_json("/dogs", &json!({"name": name, "color": color}).to_string())
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json(), json!({"name": name, "color": color}));
+        assert!(r.header("x-worker-pid").is_some());
+    }
+    let orange = client.get("/dogs?color=orange").unwrap();
+    assert_eq!(orange.status, 200);
+    assert_eq!(
+        orange.json(),
+        json!([
+            {"name": "biscuit", "color": "orange"},
+            {"name": "bread", "color": "orange"},
+            {"name": "peep", "color": "orange"},
+        ])
+    );
+    let jungle = client.get("/dogs/jungle").unwrap();
+    assert_eq!(
+        (jungle.status, jungle.json()),
+        (200, json!({"name": "jungle", "color": "black"}))
+    );
+
+    // Two shard files: a-m holds biscuit, bread, fancy feast, jungle; n-z holds peep, smokey.
+    let report = Store::check(&data).unwrap();
+    let dogs_in = |shard: usize| {
+        report.shards[shard]
+            .collections
+            .iter()
+            .find(|(c, _)| c == "dogs")
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(report.shards.len(), 2);
+    assert_eq!((dogs_in(0), dogs_in(1)), (4, 2));
+    assert!(data.join("shard-000.redb").exists() && data.join("shard-001.redb").exists());
+
+    // The counter counts, one by one, and /count reads it.
+    let before = client.get("/count").unwrap().json().as_i64().unwrap();
+    for i in 1..=5 {
+        assert_eq!(
+            client.get("/").unwrap().json().as_i64().unwrap(),
+            before + i
+        );
+    }
+    assert_eq!(
+        client.get("/count").unwrap().json().as_i64().unwrap(),
+        before + 5
+    );
+    assert_eq!(client.get("/healthz").unwrap().text(), "ok");
+}
+
+#[test]
+fn version_and_help_explain_themselves() {
+    let out = cluster::shardkv(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = cluster::shardkv(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--workers",
+        "--shard-by",
+        "--port",
+        "--drain-timeout",
+        "--request-timeout",
+        "--max-restarts",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+}
