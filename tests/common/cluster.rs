@@ -11,6 +11,22 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shardkv");
 
+/// One worker as the status file lists it.
+#[derive(Debug, Clone)]
+pub struct WorkerRow {
+    pub slot: u64,
+    pub pid: u32,
+    pub status: String,
+    pub restarts: u64,
+    /// Whether the worker has sent the supervisor a snapshot yet.
+    pub reported: bool,
+}
+
+/// Whether exactly `n` workers are online.
+pub fn online(n: usize) -> impl Fn(&[WorkerRow]) -> bool {
+    move |w| w.iter().filter(|w| w.status == "online").count() == n
+}
+
 pub struct Cluster {
     pub child: Child,
     pub addr: String,
@@ -147,8 +163,8 @@ impl Cluster {
         }
     }
 
-    /// The status file's view of the workers: `(slot, pid, status, restarts, has_snapshot)`.
-    pub fn workers(&self) -> Vec<(u64, u32, String, u64, bool)> {
+    /// The status file's view of the workers.
+    pub fn workers(&self) -> Vec<WorkerRow> {
         let Ok(text) = std::fs::read(self.data.join("CLUSTER")) else {
             return Vec::new();
         };
@@ -159,14 +175,12 @@ impl Cluster {
             .as_array()
             .map(|ws| {
                 ws.iter()
-                    .map(|w| {
-                        (
-                            w["id"].as_u64().unwrap(),
-                            w["pid"].as_u64().unwrap() as u32,
-                            w["status"].as_str().unwrap().to_owned(),
-                            w["restarts"].as_u64().unwrap(),
-                            !w["snapshot"].is_null(),
-                        )
+                    .map(|w| WorkerRow {
+                        slot: w["id"].as_u64().unwrap(),
+                        pid: w["pid"].as_u64().unwrap() as u32,
+                        status: w["status"].as_str().unwrap().to_owned(),
+                        restarts: w["restarts"].as_u64().unwrap(),
+                        reported: !w["snapshot"].is_null(),
                     })
                     .collect()
             })
@@ -177,18 +191,13 @@ impl Cluster {
     pub fn online_pids(&self) -> Vec<u32> {
         self.workers()
             .into_iter()
-            .filter(|w| w.2 == "online")
-            .map(|w| w.1)
+            .filter(|w| w.status == "online")
+            .map(|w| w.pid)
             .collect()
     }
 
     /// Waits until `cond` holds of the status file's workers.
-    pub fn wait_workers(
-        &self,
-        what: &str,
-        within: Duration,
-        cond: impl Fn(&[(u64, u32, String, u64, bool)]) -> bool,
-    ) {
+    pub fn wait_workers(&self, what: &str, within: Duration, cond: impl Fn(&[WorkerRow]) -> bool) {
         let deadline = Instant::now() + within;
         loop {
             let workers = self.workers();

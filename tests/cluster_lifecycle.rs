@@ -1,0 +1,236 @@
+//! Cluster lifecycle with real processes: N workers answer from N pids; `status` lists them
+//! with restart counts; SIGTERM lets a slow in-flight request finish and exits 0; `stop`
+//! stops; a second supervisor, a data directory that is a file, a conflicting scheme and a
+//! crash-looping worker all fail clearly instead of spinning; and workers whose supervisor is
+//! SIGKILLed exit on their own.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, process_gone};
+use common::http::{self, Client};
+
+const LARGE_PRIME: u64 = 18_446_744_073_709_551_557;
+
+#[test]
+fn n_workers_answer_from_n_pids_and_status_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(&dir.path().join("shards"), &["--workers", "3"]);
+    server.wait_workers("3 online", Duration::from_secs(30), cluster::online(3));
+    let mut pids = BTreeSet::new();
+    for _ in 0..300 {
+        pids.insert(http::get(&server.addr, "/healthz").unwrap().pid());
+        if pids.len() == 3 {
+            break;
+        }
+    }
+    let listed: BTreeSet<u32> = server.online_pids().into_iter().collect();
+    assert_eq!(
+        pids, listed,
+        "answers came from other processes than the listed workers"
+    );
+
+    // Kill one so that status has a restart to show.
+    let victim = *listed.iter().next().unwrap();
+    // SAFETY: kill(2) on a listed worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    server.wait_workers("the victim is replaced", Duration::from_secs(30), |w| {
+        !w.iter().any(|w| w.pid == victim) && w.iter().filter(|w| w.status == "online").count() == 3
+    });
+    let out = cluster::shardkv(&["status", "--data", server.data.to_str().unwrap()]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for header in [
+        "id", "pid", "status", "uptime", "restarts", "requests", "memory",
+    ] {
+        assert!(table.contains(header), "{table}");
+    }
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains("online")).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for cluster::WorkerRow {
+        slot,
+        pid,
+        restarts,
+        ..
+    } in server.workers()
+    {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&pid.to_string()))
+            .unwrap_or_else(|| panic!("pid {pid} missing:\n{table}"));
+        let cells: Vec<&str> = row.split('│').map(str::trim).collect();
+        assert_eq!(cells[0], slot.to_string());
+        assert_eq!(cells[4], restarts.to_string());
+    }
+    assert_eq!(server.workers().iter().map(|w| w.restarts).sum::<u64>(), 1);
+}
+
+#[test]
+fn sigterm_finishes_the_slow_request_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cluster::start(
+        &dir.path().join("shards"),
+        &["--workers", "2", "--drain-timeout", "20s"],
+    );
+    let addr = server.addr.clone();
+    let slow = std::thread::spawn(move || {
+        Client::new(&addr).get(&format!("/isprime?number={LARGE_PRIME}"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.workers().iter().any(|w| w.reported) || {
+        let s = http::get(&server.addr, "/stats").unwrap().json();
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["isprime_running"] == 0)
+    } {
+        assert!(Instant::now() < deadline, "the prime check never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.signal(libc::SIGTERM);
+    let answer = slow.join().unwrap().expect("the in-flight request failed");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["isPrime"], serde_json::json!(true));
+    assert_eq!(
+        answer.header("connection"),
+        Some("close"),
+        "a draining worker keeps no connection"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("supervisor did not exit");
+    assert!(status.success(), "supervisor exited with {status}");
+    assert!(
+        !server.data.join("CLUSTER").exists(),
+        "status file left behind"
+    );
+}
+
+#[test]
+fn stop_command_drains_and_a_second_supervisor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shards");
+    let mut server = cluster::start(&data, &["--workers", "1"]);
+    let (status, stderr) =
+        cluster::start_failing(&data, &["--workers", "1"], &[], Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(stderr.contains("already serving"), "{stderr}");
+    assert_eq!(
+        http::get(&server.addr, "/healthz").unwrap().text(),
+        "ok",
+        "the refused supervisor disturbed the first"
+    );
+
+    let out = cluster::shardkv(&["stop", "--data", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server
+            .wait_exit(Duration::from_secs(5))
+            .expect("stopped")
+            .success()
+    );
+    let out = cluster::shardkv(&["status", "--data", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no shardkv cluster is running"));
+    let out = cluster::shardkv(&["stop", "--data", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn bad_data_directories_and_schemes_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let (status, stderr) = cluster::start_failing(&file, &[], &[], Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+
+    let data = dir.path().join("shards");
+    drop(cluster::start(
+        &data,
+        &["--workers", "1", "--shard-by", "hash:4"],
+    ));
+    let (status, stderr) = cluster::start_failing(
+        &data,
+        &["--shard-by", "alpha:a-m,n-z"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("sharded by hash:4, not alpha:a-m,n-z"),
+        "{stderr}"
+    );
+
+    let (status, stderr) = cluster::start_failing(
+        &data,
+        &["--shard-by", "alpha:a-l,n-z"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("gap"), "{stderr}");
+}
+
+#[test]
+fn a_crash_looping_worker_makes_the_supervisor_give_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (status, stderr) = cluster::start_failing(
+        &dir.path().join("shards"),
+        &[
+            "--workers",
+            "2",
+            "--max-restarts",
+            "3",
+            "--min-uptime",
+            "5s",
+        ],
+        &[("SHARDKV_FAULT_CRASH_AFTER_MS", "20")],
+        Duration::from_secs(30),
+    );
+    assert!(!status.success(), "supervisor exited with {status}");
+    assert!(stderr.contains("giving up"), "{stderr}");
+    assert!(
+        stderr.contains("injected crash"),
+        "the message does not name the worker's last words:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("restart_in"),
+        "no restart was attempted:\n{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn workers_of_a_sigkilled_supervisor_exit_within_the_drain_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cluster::start(
+        &dir.path().join("shards"),
+        &["--workers", "2", "--drain-timeout", "2s"],
+    );
+    server.wait_workers("2 online", Duration::from_secs(30), cluster::online(2));
+    let workers = server.online_pids();
+    // An idle keep-alive connection must not hold a worker past its drain timeout.
+    let mut idle = Client::new(&server.addr);
+    idle.get("/healthz").unwrap();
+    server.signal(libc::SIGKILL);
+    server
+        .wait_exit(Duration::from_secs(5))
+        .expect("supervisor survived SIGKILL");
+    let deadline = Instant::now() + Duration::from_secs(2) + Duration::from_secs(3);
+    while !workers.iter().all(|&p| process_gone(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned workers still running: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,88 @@
+//! Rolling reload under load drops nothing: after SIGHUP (and after `shardkv reload`) every
+//! worker pid is replaced, and not one request of a continuous load fails.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{cluster, load};
+
+fn online(server: &cluster::Cluster) -> BTreeSet<u32> {
+    server.online_pids().into_iter().collect()
+}
+
+fn wait_reloads(server: &cluster::Cluster, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(server.data.join("CLUSTER")).unwrap_or_default())
+                .unwrap_or_default();
+        if status["reloads"].as_u64() == Some(n) && status["state"] == "running" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reload {n} did not finish: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rolling_reload_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(
+        &dir.path().join("shards"),
+        &["--workers", "3", "--drain-timeout", "5s"],
+    );
+    server.wait_workers("3 workers online", Duration::from_secs(30), |w| {
+        cluster::online(3)(w)
+    });
+    let load = load::start(&server.addr, 6);
+    load.wait_for(300);
+
+    let first = online(&server);
+    server.signal(libc::SIGHUP);
+    wait_reloads(&server, 1);
+    let second = online(&server);
+    assert_eq!(second.len(), 3);
+    assert!(
+        first.is_disjoint(&second),
+        "SIGHUP left a worker in place: {first:?} -> {second:?}"
+    );
+    load.wait_for(300);
+
+    let out = cluster::shardkv(&["reload", "--data", server.data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "shardkv reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded 3 workers"));
+    wait_reloads(&server, 2);
+    let third = online(&server);
+    assert!(
+        second.is_disjoint(&third),
+        "reload left a worker in place: {second:?} -> {third:?}"
+    );
+    load.wait_for(300);
+
+    let result = load.finish();
+    assert!(
+        result.failures.is_empty(),
+        "{} requests failed during reloads: {:?}",
+        result.failures.len(),
+        &result.failures[..result.failures.len().min(5)]
+    );
+    let values: BTreeSet<i64> = result.acks.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        values.len(),
+        result.acks.len(),
+        "a value was answered twice"
+    );
+    // The load was served by all three generations of workers.
+    let served: BTreeSet<u32> = result.acks.iter().map(|(_, p)| *p).collect();
+    assert!(!served.is_disjoint(&first) && !served.is_disjoint(&third));
+    eprintln!("2 reloads: {} requests, 0 failed", result.acks.len());
+}
