@@ -242,6 +242,11 @@ async fn isprime_answers_like_the_lesson() {
     let f = fixture();
     let a = call(&f, "GET", "/isprime?number=1000000007", None).await;
     assert_eq!(a.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        text.starts_with(r#"{"number":1000000007,"isPrime":true,"time":"#),
+        "the lesson's field order: {text}"
+    );
     let v = a.json();
     assert_eq!(v["number"], json!(1_000_000_007u64));
     assert_eq!(v["isPrime"], json!(true));

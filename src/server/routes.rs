@@ -10,9 +10,8 @@ use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
@@ -213,6 +212,16 @@ pub struct PrimeQuery {
     number: Option<String>,
 }
 
+/// The lesson's answer, fields in its order.
+#[derive(Serialize)]
+pub struct PrimeAnswer {
+    number: u64,
+    #[serde(rename = "isPrime")]
+    is_prime: bool,
+    /// Milliseconds spent computing.
+    time: f64,
+}
+
 /// Sets a flag when dropped: a request that is abandoned (client gone, timeout) stops its
 /// computation.
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -237,7 +246,7 @@ impl Drop for GaugeGuard<'_> {
 pub async fn is_prime(
     State(state): State<AppState>,
     Query(q): Query<PrimeQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PrimeAnswer>, ApiError> {
     let Some(text) = q.number else {
         return Err(ApiError::bad_request(
             "the query parameter number is required",
@@ -266,10 +275,11 @@ pub async fn is_prime(
     let Some(is_prime) = answer else {
         return Err(ApiError::unavailable("the computation was cancelled"));
     };
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Json(
-        json!({ "number": n, "isPrime": is_prime, "time": ms }),
-    ))
+    Ok(Json(PrimeAnswer {
+        number: n,
+        is_prime,
+        time: started.elapsed().as_secs_f64() * 1000.0,
+    }))
 }
 
 /// `GET /stats`: this worker, every worker of the cluster, totals, and shards.
