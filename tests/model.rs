@@ -2,33 +2,23 @@
 //! with random shard counts, through two `Store` handles on one directory, with reopens.
 //!
 //! After every step the store must equal the model: every collection scans to the model's
-//! entries in the model's order, and every key lives in the shard the router names.
+//! entries in the model's order, and every key lives in the shard the router names. The model
+//! and its checker are shared with the fuzz target (`tests/common/model.rs`).
 
-use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
+mod common;
 
+use common::model::{BatchOp, COLLECTIONS, KEY_PARTS, Model, Step, Sut, VALUES, apply_model};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
-use shardkv::{Error, Expect, Scan, ShardBy, Store, WriteBatch};
 
-const COLLECTIONS: [&str; 3] = ["a", "b", "c"];
-
-/// Keys from a small alphabet that straddles shard boundaries: digits before `a`, upper and
-/// lower case around `m`/`n`, and bytes after `z`.
 fn key() -> impl Strategy<Value = String> {
-    proptest::collection::vec(
-        prop::sample::select(vec![
-            "0", "A", "a", "b", "m", "M", "ma", "n", "N", "z", "~", "é",
-        ]),
-        1..3,
-    )
-    .prop_map(|parts| parts.concat())
+    proptest::collection::vec(prop::sample::select(KEY_PARTS.to_vec()), 1..3)
+        .prop_map(|parts| parts.concat())
 }
 
 fn value() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["", "1", "-5", "42", "x", "dog", "9223372036854775807"])
-        .prop_map(str::to_owned)
+    prop::sample::select(VALUES.to_vec()).prop_map(str::to_owned)
 }
 
 fn collection() -> impl Strategy<Value = &'static str> {
@@ -53,74 +43,9 @@ fn scheme() -> impl Strategy<Value = String> {
 }
 
 #[derive(Clone, Debug)]
-enum BatchOp {
-    Expect(&'static str, Option<String>),
-    Put(&'static str, String),
-    Delete(&'static str),
-    Incr(&'static str, i64),
-}
-
-#[derive(Clone, Debug)]
-enum Step {
-    Put(usize, &'static str, String, String),
-    Insert(usize, &'static str, String, String),
-    Cas(usize, &'static str, String, Option<String>, Option<String>),
-    Delete(usize, &'static str, String),
-    Incr(usize, &'static str, String, i64),
-    /// Ops on one key across collections, routed by it: all or nothing.
-    Batch(usize, String, Vec<BatchOp>),
-    Get(usize, &'static str, String),
-    Scan(
-        usize,
-        &'static str,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        usize,
-    ),
-    Reopen(usize),
-}
-
-type Model = BTreeMap<(&'static str, String), String>;
-
-#[derive(Clone, Debug)]
 struct Reference {
     scheme: String,
     data: Model,
-}
-
-fn incr_model(data: &mut Model, c: &'static str, k: &str, delta: i64) -> Option<i64> {
-    let old = match data.get(&(c, k.to_owned())) {
-        None => 0,
-        Some(v) => v.parse::<i64>().ok()?,
-    };
-    let new = old.checked_add(delta)?;
-    data.insert((c, k.to_owned()), new.to_string());
-    Some(new)
-}
-
-/// Applies a batch to a copy of the model; `None` if a check or increment fails.
-fn batch_model(data: &Model, key: &str, ops: &[BatchOp]) -> Option<Model> {
-    let mut next = data.clone();
-    for op in ops {
-        match op {
-            BatchOp::Expect(c, want) => {
-                if next.get(&(*c, key.to_owned())) != want.as_ref() {
-                    return None;
-                }
-            }
-            BatchOp::Put(c, v) => {
-                next.insert((*c, key.to_owned()), v.clone());
-            }
-            BatchOp::Delete(c) => {
-                next.remove(&(*c, key.to_owned()));
-            }
-            BatchOp::Incr(c, d) => {
-                incr_model(&mut next, c, key, *d)?;
-            }
-        }
-    }
-    Some(next)
 }
 
 struct Machine;
@@ -179,49 +104,8 @@ impl ReferenceStateMachine for Machine {
     }
 
     fn apply(mut state: Reference, step: &Step) -> Reference {
-        let data = &mut state.data;
-        match step {
-            Step::Put(_, c, k, v) => {
-                data.insert((*c, k.clone()), v.clone());
-            }
-            Step::Insert(_, c, k, v) => {
-                data.entry((*c, k.clone())).or_insert_with(|| v.clone());
-            }
-            Step::Cas(_, c, k, expected, new) => {
-                if data.get(&(*c, k.clone())) == expected.as_ref() {
-                    match new {
-                        Some(v) => data.insert((*c, k.clone()), v.clone()),
-                        None => data.remove(&(*c, k.clone())),
-                    };
-                }
-            }
-            Step::Delete(_, c, k) => {
-                data.remove(&(*c, k.clone()));
-            }
-            Step::Incr(_, c, k, d) => {
-                incr_model(data, c, k, *d);
-            }
-            Step::Batch(_, k, ops) => {
-                if let Some(next) = batch_model(data, k, ops) {
-                    *data = next;
-                }
-            }
-            Step::Get(..) | Step::Scan(..) | Step::Reopen(_) => {}
-        }
+        apply_model(&mut state.data, step);
         state
-    }
-}
-
-struct Sut {
-    dir: tempfile::TempDir,
-    handles: [Option<Store>; 2],
-    /// The model before the step being applied, for checking return values.
-    before: Model,
-}
-
-impl Sut {
-    fn store(&self, h: usize) -> &Store {
-        self.handles[h].as_ref().expect("handle open")
     }
 }
 
@@ -232,155 +116,20 @@ impl StateMachineTest for StoreMachine {
     type Reference = Machine;
 
     fn init_test(reference: &Reference) -> Sut {
-        let dir = tempfile::tempdir().unwrap();
-        let scheme: ShardBy = reference.scheme.parse().unwrap();
-        let first = Store::shard_by(scheme.clone())
-            .cache_size(1 << 20)
-            .open(dir.path())
-            .unwrap();
-        let second = Store::shard_by(scheme)
-            .cache_size(1 << 20)
-            .open(dir.path())
-            .unwrap();
-        Sut {
-            dir,
-            handles: [Some(first), Some(second)],
-            before: Model::new(),
-        }
+        Sut::new(&reference.scheme.parse().unwrap())
     }
 
     fn apply(mut sut: Sut, after: &Reference, step: Step) -> Sut {
-        let before = std::mem::take(&mut sut.before);
-        let had = |c: &'static str, k: &str| before.get(&(c, k.to_owned())).cloned();
-        match &step {
-            Step::Put(h, c, k, v) => sut.store(*h).put(c, k, v).unwrap(),
-            Step::Insert(h, c, k, v) => {
-                let inserted = sut.store(*h).insert(c, k, v).unwrap();
-                assert_eq!(inserted, had(c, k).is_none());
-            }
-            Step::Cas(h, c, k, e, n) => {
-                let swapped = sut
-                    .store(*h)
-                    .compare_and_set(
-                        c,
-                        k,
-                        e.as_deref().map(str::as_bytes),
-                        n.as_deref().map(str::as_bytes),
-                    )
-                    .unwrap();
-                assert_eq!(swapped, had(c, k) == *e);
-            }
-            Step::Delete(h, c, k) => {
-                let existed = sut.store(*h).delete(c, k).unwrap();
-                assert_eq!(existed, had(c, k).is_some());
-            }
-            Step::Incr(h, c, k, d) => {
-                let mut model = before.clone();
-                match (
-                    sut.store(*h).incr(c, k, *d),
-                    incr_model(&mut model, c, k, *d),
-                ) {
-                    (Ok(got), Some(want)) => assert_eq!(got, want),
-                    (Err(Error::InvalidInput(_)), None) => {}
-                    (got, want) => panic!("incr {c}/{k} by {d}: store {got:?}, model {want:?}"),
-                }
-            }
-            Step::Batch(h, k, ops) => {
-                let mut batch = WriteBatch::routed_by(k);
-                for op in ops {
-                    match op {
-                        BatchOp::Expect(c, None) => batch.expect(c, k, Expect::Absent),
-                        BatchOp::Expect(c, Some(v)) => {
-                            batch.expect(c, k, Expect::Equals(v.clone().into_bytes()))
-                        }
-                        BatchOp::Put(c, v) => batch.put(c, k, v),
-                        BatchOp::Delete(c) => batch.delete(c, k),
-                        BatchOp::Incr(c, d) => batch.incr(c, k, *d),
-                    };
-                }
-                let result = sut.store(*h).write(batch);
-                match (result, batch_model(&before, k, ops)) {
-                    (Ok(_), Some(_)) => {}
-                    (Err(Error::Conflict(_) | Error::InvalidInput(_)), None) => {}
-                    (got, want) => panic!(
-                        "batch on {k}: store {got:?}, model applies: {}",
-                        want.is_some()
-                    ),
-                }
-            }
-            Step::Get(h, c, k) => {
-                let got = sut.store(*h).get(c, k).unwrap();
-                assert_eq!(got, had(c, k).map(String::into_bytes));
-            }
-            Step::Scan(h, c, lo, hi, after, limit) => {
-                let lower = lo.clone().map_or(Bound::Unbounded, Bound::Included);
-                let upper = hi.clone().map_or(Bound::Unbounded, Bound::Excluded);
-                let mut scan = Scan::range::<String>((lower.clone(), upper.clone())).limit(*limit);
-                if let Some(a) = after {
-                    scan = scan.after(a);
-                }
-                let got: Vec<(String, String)> = sut
-                    .store(*h)
-                    .scan(c, scan)
-                    .unwrap()
-                    .into_iter()
-                    .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
-                    .collect();
-                let want: Vec<(String, String)> = before
-                    .iter()
-                    .filter(|((col, _), _)| col == c)
-                    .map(|((_, k), v)| (k.clone(), v.clone()))
-                    .filter(|(k, _)| {
-                        RangeBounds::<String>::contains(&(lower.as_ref(), upper.as_ref()), k)
-                            && after.as_ref().is_none_or(|a| k.as_bytes() > a.as_bytes())
-                    })
-                    .take(*limit)
-                    .collect();
-                assert_eq!(
-                    got, want,
-                    "scan {c} {lo:?}..{hi:?} after {after:?} limit {limit}"
-                );
-            }
-            Step::Reopen(h) => {
-                sut.handles[*h] = None;
-                sut.handles[*h] = Some(
-                    Store::builder()
-                        .cache_size(1 << 20)
-                        .open(sut.dir.path())
-                        .unwrap(),
-                );
-            }
-        }
-        sut.before = after.data.clone();
+        sut.apply(&step);
+        assert_eq!(
+            sut.model, after.data,
+            "the checker's model drifted from the reference"
+        );
         sut
     }
 
-    fn check_invariants(sut: &Sut, reference: &Reference) {
-        for h in 0..2 {
-            let store = sut.store(h);
-            for c in COLLECTIONS {
-                let got: Vec<(Vec<u8>, Vec<u8>)> = store.scan(c, ..).unwrap();
-                let want: Vec<(Vec<u8>, Vec<u8>)> = reference
-                    .data
-                    .iter()
-                    .filter(|((col, _), _)| *col == c)
-                    .map(|((_, k), v)| (k.clone().into_bytes(), v.clone().into_bytes()))
-                    .collect();
-                assert_eq!(got, want, "collection {c} through handle {h}");
-            }
-        }
-        let store = sut.store(0);
-        for shard in 0..store.shard_count() {
-            for (c, key) in store.keys_in_shard(shard).unwrap() {
-                assert_eq!(
-                    store.shard_of(&key),
-                    shard,
-                    "{c}/{} is in shard {shard} of {}",
-                    String::from_utf8_lossy(&key),
-                    store.scheme()
-                );
-            }
-        }
+    fn check_invariants(sut: &Sut, _: &Reference) {
+        sut.check();
     }
 }
 

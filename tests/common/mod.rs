@@ -62,3 +62,4 @@ pub fn lines_with_prefix(stdout: &[u8], prefix: &str) -> Vec<String> {
 pub mod cluster;
 pub mod http;
 pub mod load;
+pub mod model;
