@@ -1,5 +1,6 @@
 //! The `shardkv` command line: parse arguments, set up logging, call the library.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -172,6 +173,9 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (a supervisor gone, a pipe reader killed) must not turn a log line
+        // into a panic: an orphaned worker still has requests to finish.
+        .log_internal_errors(false)
         .with_target(false);
     if format == "json" {
         builder.json().init();
@@ -215,7 +219,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shardkv: {e}");
+            let _ = writeln!(std::io::stderr(), "shardkv: {e}");
             ExitCode::FAILURE
         }
     }

@@ -209,23 +209,47 @@ fn a_crash_looping_worker_makes_the_supervisor_give_up() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
+/// Regression: an orphaned worker's first log line hit a closed stderr, and the failed write
+/// panicked the worker before it could drain.
 #[test]
-fn workers_of_a_sigkilled_supervisor_exit_within_the_drain_timeout() {
+fn workers_of_a_sigkilled_supervisor_drain_and_exit() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = cluster::start(
         &dir.path().join("shards"),
-        &["--workers", "2", "--drain-timeout", "2s"],
+        &["--workers", "2", "--drain-timeout", "6s"],
     );
-    server.wait_workers("2 online", Duration::from_secs(30), cluster::online(2));
+    server.wait_workers("2 reporting", Duration::from_secs(30), |w| {
+        cluster::online(2)(w) && w.iter().all(|w| w.reported)
+    });
     let workers = server.online_pids();
-    // An idle keep-alive connection must not hold a worker past its drain timeout.
+    // An idle keep-alive connection must not hold a worker past its drain timeout...
     let mut idle = Client::new(&server.addr);
     idle.get("/healthz").unwrap();
+    // ...and a request in flight must still be answered.
+    let addr = server.addr.clone();
+    let slow = std::thread::spawn(move || {
+        Client::new(&addr).get(&format!("/isprime?number={LARGE_PRIME}"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http::get(&server.addr, "/stats").unwrap().json()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["isprime_running"] == 0)
+    {
+        assert!(Instant::now() < deadline, "the prime check never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.signal(libc::SIGKILL);
     server
         .wait_exit(Duration::from_secs(5))
         .expect("supervisor survived SIGKILL");
-    let deadline = Instant::now() + Duration::from_secs(2) + Duration::from_secs(3);
+    let answer = slow
+        .join()
+        .unwrap()
+        .expect("the orphaned worker dropped its in-flight request");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let deadline = Instant::now() + Duration::from_secs(6) + Duration::from_secs(4);
     while !workers.iter().all(|&p| process_gone(p)) {
         assert!(
             Instant::now() < deadline,

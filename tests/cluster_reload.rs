@@ -84,5 +84,44 @@ fn rolling_reload_under_load_fails_no_request() {
     // The load was served by all three generations of workers.
     let served: BTreeSet<u32> = result.acks.iter().map(|(_, p)| *p).collect();
     assert!(!served.is_disjoint(&first) && !served.is_disjoint(&third));
+    // Totals count the retired workers too: they never go backwards across reloads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = common::http::get(&server.addr, "/stats").unwrap().json();
+        let total = stats["totals"]["by_route"]["GET /"].as_u64().unwrap_or(0);
+        if total >= result.acks.len() as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "totals lost retired workers: {total} < {}",
+            result.acks.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     eprintln!("2 reloads: {} requests, 0 failed", result.acks.len());
+}
+
+#[test]
+fn a_reload_finishes_even_if_an_old_worker_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(
+        &dir.path().join("shards"),
+        &["--workers", "2", "--drain-timeout", "1s"],
+    );
+    server.wait_workers(
+        "2 workers online",
+        Duration::from_secs(30),
+        cluster::online(2),
+    );
+    let hung = server.online_pids()[0];
+    // SAFETY: kill(2) on a listed worker; the supervisor SIGKILLs it below.
+    unsafe { libc::kill(hung as i32, libc::SIGSTOP) };
+    server.signal(libc::SIGHUP);
+    wait_reloads(&server, 1);
+    assert!(
+        cluster::process_gone(hung),
+        "the hung worker was not killed"
+    );
+    assert!(!online(&server).contains(&hung));
 }

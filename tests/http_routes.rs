@@ -76,6 +76,9 @@ async fn counter_counts_and_count_reads() {
         json!(3),
         "reading does not count"
     );
+    // A HEAD (a health check) must not consume a counter value.
+    assert_eq!(call(&f, "HEAD", "/", None).await.status, StatusCode::OK);
+    assert_eq!(call(&f, "GET", "/", None).await.json(), json!(4));
 }
 
 #[tokio::test]
@@ -338,10 +341,21 @@ async fn unknown_routes_and_methods_are_json() {
         ("DELETE", "/dogs", StatusCode::METHOD_NOT_ALLOWED),
         ("PATCH", "/dogs/x", StatusCode::METHOD_NOT_ALLOWED),
         ("PUT", "/count", StatusCode::METHOD_NOT_ALLOWED),
+        ("BREW", "/", StatusCode::METHOD_NOT_ALLOWED),
     ] {
         let a = call(&f, method, uri, None).await;
         assert_eq!(a.status, status, "{method} {uri}");
         assert!(!a.error().is_empty());
         assert!(a.headers.contains_key("x-worker-pid"));
     }
+    // Invented methods share one series, so a client cannot grow the metrics without bound.
+    for method in ["WHEN", "M12345", "XYZZY"] {
+        call(&f, method, "/nope", None).await;
+    }
+    let text = String::from_utf8(call(&f, "GET", "/metrics", None).await.body).unwrap();
+    assert!(
+        text.contains("method=\"OTHER\",route=\"unmatched\",status=\"404\"} 3"),
+        "{text}"
+    );
+    assert!(!text.contains("XYZZY"));
 }

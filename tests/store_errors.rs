@@ -133,14 +133,33 @@ fn missing_or_partial_stores_are_clear_errors() {
         Store::shard_by(hash(1)).open(&file),
         Err(Error::InvalidInput(_))
     ));
-    // Shard files without a MANIFEST: their routing is unknown.
+    // Shard files with data but without a MANIFEST: their routing is unknown.
     let orphan = dir.path().join("orphan");
-    Store::shard_by(hash(2)).open(&orphan).unwrap();
+    Store::shard_by(hash(2))
+        .open(&orphan)
+        .unwrap()
+        .put("c", "k", "v")
+        .unwrap();
     std::fs::remove_file(orphan.join("MANIFEST")).unwrap();
     match Store::shard_by(hash(2)).open(&orphan) {
         Err(Error::Corrupted(msg)) => assert!(msg.contains("no MANIFEST"), "{msg}"),
         other => panic!("expected Corrupted, got {other:?}"),
     }
+    assert!(
+        orphan.join("shard-000.redb").exists() && orphan.join("shard-001.redb").exists(),
+        "data was deleted"
+    );
+    // Empty shard files without a MANIFEST are what an interrupted creation leaves: replaced.
+    let interrupted = dir.path().join("interrupted");
+    Store::shard_by(hash(4)).open(&interrupted).unwrap();
+    std::fs::remove_file(interrupted.join("MANIFEST")).unwrap();
+    std::fs::write(interrupted.join("shard-003.redb"), b"").unwrap();
+    let store = Store::shard_by(hash(2)).open(&interrupted).unwrap();
+    assert_eq!(store.shard_count(), 2);
+    assert!(
+        !interrupted.join("shard-002.redb").exists(),
+        "a leftover of the interrupted creation remains"
+    );
     // A shard file named in MANIFEST that is gone.
     let missing = dir.path().join("missing");
     Store::shard_by(hash(2)).open(&missing).unwrap();

@@ -34,6 +34,7 @@ pub mod status;
 pub mod worker;
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -129,13 +130,44 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
             options.data.display()
         )));
     }
-    std::fs::create_dir_all(&options.data)
-        .map_err(|e| Error::io(format!("creating {}", options.data.display()), e))?;
+    crate::store::create_dir_durably(&options.data)?;
     let data = options
         .data
         .canonicalize()
         .map_err(|e| Error::io(format!("resolving {}", options.data.display()), e))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let _runtime_context = runtime.enter();
+    // Before anything slow: a stop or reload sent while the store opens is queued, where the
+    // default action of SIGHUP would kill the supervisor.
+    let signals = [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+    ]
+    .into_iter()
+    .map(|(kind, name)| {
+        signal(kind)
+            .map(|stream| (stream, name))
+            .map_err(|e| Error::io(format!("{name} handler"), e))
+    })
+    .collect::<Result<Vec<_>>>()?;
     let _claim = SupervisorLock::acquire(&data)?;
+    // Replaces a dead supervisor's status at once, so that status, stop and reload never
+    // act on its pid.
+    status::write_status(
+        &data,
+        &ClusterStatus {
+            supervisor_pid: std::process::id(),
+            state: "starting".into(),
+            data: data.clone(),
+            started_unix_ms: unix_ms(SystemTime::now()),
+            updated_unix_ms: unix_ms(SystemTime::now()),
+            ..ClusterStatus::default()
+        },
+    )?;
     // Opened here, before any worker: a bad directory or scheme fails now, and workers never
     // race to create the store. Held open while serving, which also keeps repairs away.
     let store = open_store(&data, options.shard_by.as_ref(), options.cache_bytes)?;
@@ -153,10 +185,6 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
         data = %data.display(),
         "supervisor starting"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
     let scheme = store.scheme().to_string();
     let result = runtime.block_on(async {
         let mut supervisor = Supervisor::new(
@@ -167,7 +195,7 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
             address.to_string(),
             scheme,
         );
-        supervisor.run().await
+        supervisor.run(signals).await
     });
     let _ = std::fs::remove_file(data.join(status::STATUS_FILE));
     drop(listener);
@@ -241,7 +269,9 @@ struct Proc {
     started: Instant,
     started_at: SystemTime,
     ready: bool,
-    draining: bool,
+    /// When it was told to drain; it is killed if still alive a drain timeout (plus grace)
+    /// later.
+    draining_since: Option<Instant>,
     snapshot: Option<WorkerSnapshot>,
     /// Held open for the worker's lifetime: its end of file tells the worker we are gone.
     _stdin: Option<ChildStdin>,
@@ -255,7 +285,6 @@ enum Phase {
         step: Option<ReloadStep>,
     },
     Stopping {
-        deadline: Instant,
         failure: Option<String>,
     },
 }
@@ -284,6 +313,8 @@ struct Supervisor {
     reloads: u64,
     reload_failures: u64,
     last_error: Option<String>,
+    /// Counters of exited workers, summed.
+    retired: WorkerSnapshot,
 }
 
 impl Supervisor {
@@ -314,12 +345,13 @@ impl Supervisor {
             reloads: 0,
             reload_failures: 0,
             last_error: None,
+            retired: WorkerSnapshot::default(),
         }
     }
 
-    async fn run(&mut self) -> Result<()> {
+    async fn run(&mut self, signals: Vec<(Signal, &'static str)>) -> Result<()> {
         let mut inbox = self.inbox.take().expect("run once");
-        self.watch_signals()?;
+        self.watch_signals(signals);
         let ticker = self.events.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -353,14 +385,8 @@ impl Supervisor {
         Ok(())
     }
 
-    fn watch_signals(&self) -> Result<()> {
-        let kinds = [
-            (SignalKind::terminate(), "SIGTERM"),
-            (SignalKind::interrupt(), "SIGINT"),
-            (SignalKind::hangup(), "SIGHUP"),
-        ];
-        for (kind, name) in kinds {
-            let mut stream = signal(kind).map_err(|e| Error::io(format!("{name} handler"), e))?;
+    fn watch_signals(&self, signals: Vec<(Signal, &'static str)>) {
+        for (mut stream, name) in signals {
             let events = self.events.clone();
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
@@ -375,7 +401,6 @@ impl Supervisor {
                 }
             });
         }
-        Ok(())
     }
 
     fn spawn(&mut self, slot: usize, role: Role) -> Result<u32> {
@@ -418,7 +443,7 @@ impl Supervisor {
                 started: Instant::now(),
                 started_at: SystemTime::now(),
                 ready: false,
-                draining: false,
+                draining_since: None,
                 snapshot: None,
                 _stdin: stdin,
             },
@@ -457,10 +482,13 @@ impl Supervisor {
                     let Some(stderr) = stderr else { return };
                     let mut lines = BufReader::new(stderr).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
-                        match &prefix {
-                            Some(p) => eprintln!("{p}{line}"),
-                            None => eprintln!("{line}"),
-                        }
+                        // Never eprintln!: it panics when our own stderr is gone, and this
+                        // task must live on to report the worker's exit.
+                        let _ = writeln!(
+                            std::io::stderr().lock(),
+                            "{}{line}",
+                            prefix.as_deref().unwrap_or("")
+                        );
                         if !line.trim().is_empty() {
                             let _ = events.send(Event::Stderr(pid, line));
                         }
@@ -515,7 +543,6 @@ impl Supervisor {
         self.ever_ready = true;
         if !self.announced {
             self.announced = true;
-            use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "listening on http://{}", self.address);
             let _ = out.flush();
@@ -535,7 +562,7 @@ impl Supervisor {
             {
                 Some((old, p)) => {
                     p.role = Role::Retiring;
-                    p.draining = true;
+                    p.draining_since = Some(Instant::now());
                     tracing::info!(
                         slot,
                         old,
@@ -558,6 +585,9 @@ impl Supervisor {
         let slot = p.slot;
         let uptime = p.started.elapsed();
         let how = describe(status);
+        if let Some(last) = &p.snapshot {
+            self.retired.absorb(last);
+        }
         if let Phase::Stopping { .. } = self.phase {
             tracing::info!(slot, pid, status = %how, "worker exited");
             return;
@@ -582,6 +612,14 @@ impl Supervisor {
                 self.reload_failures += 1;
                 self.last_error = Some(why);
                 self.phase = Phase::Running;
+                // If the old worker died meanwhile, nobody holds the slot: refill it.
+                if !self
+                    .procs
+                    .values()
+                    .any(|p| p.slot == slot && p.role == Role::Current)
+                {
+                    self.on_crash(slot, pid, uptime, true, &how);
+                }
             }
             Role::Current => {
                 // A reload's old worker that died on its own: its candidate takes the slot.
@@ -720,12 +758,10 @@ impl Supervisor {
         if failure.is_some() {
             self.last_error.clone_from(&failure);
         }
-        self.phase = Phase::Stopping {
-            deadline: Instant::now() + self.options.server.drain_timeout + KILL_GRACE,
-            failure,
-        };
+        self.phase = Phase::Stopping { failure };
+        let now = Instant::now();
         for p in self.procs.values_mut() {
-            p.draining = true;
+            p.draining_since.get_or_insert(now);
         }
         self.signal_all(libc::SIGTERM);
     }
@@ -737,16 +773,16 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self) {
-        if let Phase::Stopping { deadline, .. } = self.phase
-            && Instant::now() > deadline
-        {
-            tracing::warn!(
-                left = self.procs.len(),
-                "workers did not drain in time: killing them"
-            );
-            self.signal_all(libc::SIGKILL);
-        }
+        let limit = self.options.server.drain_timeout + KILL_GRACE;
         for (&pid, p) in &self.procs {
+            if p.draining_since.is_some_and(|t| t.elapsed() > limit) {
+                tracing::warn!(
+                    slot = p.slot,
+                    pid,
+                    "worker did not drain in time: killing it"
+                );
+                signal_pid(pid, libc::SIGKILL);
+            }
             if !p.ready && p.started.elapsed() > READY_TIMEOUT {
                 tracing::warn!(slot = p.slot, pid, "worker not ready in time: killing it");
                 signal_pid(pid, libc::SIGKILL);
@@ -767,7 +803,7 @@ impl Supervisor {
             .map(|(&pid, p)| WorkerStatus {
                 id: p.slot,
                 pid,
-                status: match (p.ready, p.draining) {
+                status: match (p.ready, p.draining_since.is_some()) {
                     (_, true) => "draining",
                     (false, _) => "starting",
                     (true, false) => "online",
@@ -793,6 +829,7 @@ impl Supervisor {
             reload_failures: self.reload_failures,
             last_error: self.last_error.clone(),
             workers,
+            retired: Some(self.retired.clone()),
         };
         if let Err(e) = status::write_status(&self.data, &status) {
             tracing::warn!(error = %e, "could not write the status file");

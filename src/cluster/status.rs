@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::server::WorkerSnapshot;
+use crate::server::{ClusterView, WorkerSnapshot};
 
 /// The status file's name inside the data directory.
 pub const STATUS_FILE: &str = "CLUSTER";
@@ -47,6 +47,9 @@ pub struct ClusterStatus {
     pub last_error: Option<String>,
     /// One entry per worker process (during a reload, a slot may have two).
     pub workers: Vec<WorkerStatus>,
+    /// The counters of every worker that has exited, summed (for totals that never go
+    /// backwards).
+    pub retired: Option<WorkerSnapshot>,
 }
 
 /// One worker process.
@@ -93,21 +96,25 @@ pub fn read_status(dir: &Path) -> Option<ClusterStatus> {
     serde_json::from_slice(&text).ok()
 }
 
-/// The latest snapshot of every worker, with restart counts, for `/stats` and `/metrics`.
-pub fn peer_snapshots(dir: &Path) -> Vec<WorkerSnapshot> {
-    read_status(dir)
-        .map(|s| {
-            s.workers
-                .into_iter()
-                .filter_map(|w| {
-                    w.snapshot.map(|mut snap| {
-                        snap.restarts = w.restarts;
-                        snap
-                    })
+/// Every worker's latest snapshot, with restart counts, and the exited workers' totals, for
+/// `/stats` and `/metrics`.
+pub fn cluster_view(dir: &Path) -> ClusterView {
+    let Some(status) = read_status(dir) else {
+        return ClusterView::default();
+    };
+    ClusterView {
+        workers: status
+            .workers
+            .into_iter()
+            .filter_map(|w| {
+                w.snapshot.map(|mut snap| {
+                    snap.restarts = w.restarts;
+                    snap
                 })
-                .collect()
-        })
-        .unwrap_or_default()
+            })
+            .collect(),
+        retired: status.retired.unwrap_or_default(),
+    }
 }
 
 /// The supervisor's exclusive claim on a data directory. Dropping it releases the claim.
@@ -120,7 +127,15 @@ impl SupervisorLock {
     /// Claims `dir` for this supervisor, or fails naming the one that has it.
     pub fn acquire(dir: &Path) -> Result<SupervisorLock> {
         let file = open_lock(dir)?;
-        match file.try_lock() {
+        // `status` and `stop` probe this lock shared for an instant: retry briefly so that a
+        // probe is never mistaken for a running supervisor.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut taken = file.try_lock();
+        while matches!(taken, Err(TryLockError::WouldBlock)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            taken = file.try_lock();
+        }
+        match taken {
             Ok(()) => Ok(SupervisorLock { _file: file }),
             Err(TryLockError::WouldBlock) => {
                 let who = read_status(dir)
@@ -174,7 +189,7 @@ pub fn running_status(dir: &Path) -> Result<ClusterStatus> {
             dir.display()
         )));
     }
-    // The supervisor writes the file right after taking the lock; give it a moment.
+    // The supervisor writes a status right after taking the lock; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(status) = read_status(dir) {

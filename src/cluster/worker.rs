@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::status::peer_snapshots;
+use super::status::cluster_view;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::server::{self, AppState, ServerConfig};
@@ -49,13 +49,13 @@ pub fn run(options: WorkerOptions) -> Result<()> {
         .map_err(|e| Error::io("preparing the inherited socket", e))?;
     let data = options.data.clone();
     let state = AppState::new(Registry::new(store), &options.server)
-        .with_peers(Arc::new(move || peer_snapshots(&data)));
+        .with_peers(Arc::new(move || cluster_view(&data)));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("registering the inherited socket", e))?;
         let mut term =
@@ -72,7 +72,10 @@ pub fn run(options: WorkerOptions) -> Result<()> {
         {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                eprintln!("injected crash ({FAULT_CRASH_AFTER_MS}={ms})");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "injected crash ({FAULT_CRASH_AFTER_MS}={ms})"
+                );
                 std::process::exit(70);
             });
         }
@@ -85,13 +88,21 @@ pub fn run(options: WorkerOptions) -> Result<()> {
             };
             tracing::info!(pid = std::process::id(), reason = why, "worker draining");
         };
-        server::run(listener, state, options.server, shutdown)
+        server::run(listener, state.clone(), options.server, shutdown)
             .await
             .map_err(|e| Error::io("serving", e))?;
         reporter.abort();
+        // A last report, so that the cluster's totals include this worker's final requests.
+        if let Ok(json) = serde_json::to_string(&state.snapshot()) {
+            report(&format!("stats {json}"));
+        }
         tracing::info!(pid = std::process::id(), "worker stopped");
         Ok(())
-    })
+    });
+    // A storage call stuck on the blocking pool (another process holding a shard's writer
+    // lock, a hung disk) must not keep a drained worker alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// Resolves when stdin reaches end of file: the supervisor, which holds the other end, has

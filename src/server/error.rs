@@ -49,7 +49,10 @@ impl From<Error> for ApiError {
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Locked(_) => {
+                tracing::warn!(error = %e, "store locked");
+                return ApiError::unavailable("the store is busy (maintenance); try again later");
+            }
             _ => {
                 tracing::error!(error = %e, "storage failure");
                 return ApiError::unavailable("storage is unavailable; the request may be retried");

@@ -37,6 +37,13 @@ pub struct Metrics {
 impl Metrics {
     /// Records one finished request.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        // Only standard methods get their own series: a client inventing methods must not
+        // grow this map without bound.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
+            | "TRACE" => method,
+            _ => "OTHER",
+        };
         *self
             .by_status
             .lock()
@@ -118,7 +125,7 @@ pub struct RouteCount {
 }
 
 /// Everything one worker reports about itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSnapshot {
     /// Process id.
     pub pid: u32,
@@ -172,42 +179,83 @@ pub fn rss_bytes(pid: u32) -> u64 {
     pages * u64::try_from(page).unwrap_or(4096)
 }
 
-/// Per-shard counters summed over workers.
-pub fn sum_shards(workers: &[WorkerSnapshot]) -> Vec<ShardStats> {
-    let mut sums: BTreeMap<usize, ShardStats> = BTreeMap::new();
-    for s in workers.iter().flat_map(|w| &w.shards) {
-        let t = sums.entry(s.shard).or_insert_with(|| ShardStats {
-            shard: s.shard,
-            ..ShardStats::default()
-        });
-        t.commits += s.commits;
-        t.writes += s.writes;
-        t.rejected += s.rejected;
-        t.failed_commits += s.failed_commits;
-        t.reads += s.reads;
-        t.max_group = t.max_group.max(s.max_group);
-        t.queued += s.queued;
-        t.committing += s.committing;
-        t.lock_wait_us += s.lock_wait_us;
-        t.commit_us += s.commit_us;
-    }
-    sums.into_values().collect()
+/// Adds one shard's counters into another's (gauges and maxima combine as such).
+fn add_shard(t: &mut ShardStats, s: &ShardStats) {
+    t.commits += s.commits;
+    t.writes += s.writes;
+    t.rejected += s.rejected;
+    t.failed_commits += s.failed_commits;
+    t.reads += s.reads;
+    t.max_group = t.max_group.max(s.max_group);
+    t.queued += s.queued;
+    t.committing += s.committing;
+    t.lock_wait_us += s.lock_wait_us;
+    t.commit_us += s.commit_us;
 }
 
-/// The `/stats` document: the answering worker, every worker, totals, and shards summed over
-/// workers.
-pub fn stats_json(
-    me: &WorkerSnapshot,
-    workers: &[WorkerSnapshot],
-    scheme: &str,
-) -> serde_json::Value {
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    for w in workers {
-        for (route, n) in w.by_route() {
-            *totals.entry(route).or_default() += n;
+impl WorkerSnapshot {
+    /// Adds another worker's counters into this one (for totals over workers).
+    pub fn absorb(&mut self, other: &WorkerSnapshot) {
+        self.requests += other.requests;
+        for r in &other.by_status {
+            match self
+                .by_status
+                .iter_mut()
+                .find(|m| m.method == r.method && m.route == r.route && m.status == r.status)
+            {
+                Some(m) => m.count += r.count,
+                None => self.by_status.push(r.clone()),
+            }
         }
+        if self.latency_counts.len() < other.latency_counts.len() {
+            self.latency_counts.resize(other.latency_counts.len(), 0);
+        }
+        for (t, c) in self.latency_counts.iter_mut().zip(&other.latency_counts) {
+            *t += c;
+        }
+        self.latency_sum_s += other.latency_sum_s;
+        self.in_flight += other.in_flight;
+        self.isprime_running += other.isprime_running;
+        for s in &other.shards {
+            match self.shards.iter_mut().find(|t| t.shard == s.shard) {
+                Some(t) => add_shard(t, s),
+                None => self.shards.push(s.clone()),
+            }
+        }
+        self.shards.sort_by_key(|s| s.shard);
     }
-    let shards: Vec<serde_json::Value> = sum_shards(workers)
+}
+
+/// What a worker knows of the cluster: every live worker, and the counters of workers that
+/// have exited, so that cluster totals never go backwards across restarts and reloads.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    /// Live workers, sorted by pid.
+    pub workers: Vec<WorkerSnapshot>,
+    /// The sum of every exited worker's last report.
+    pub retired: WorkerSnapshot,
+}
+
+impl ClusterView {
+    /// Counters summed over live and exited workers.
+    pub fn totals(&self) -> WorkerSnapshot {
+        let mut t = self.retired.clone();
+        for w in &self.workers {
+            t.absorb(w);
+        }
+        t.by_status
+            .sort_by(|a, b| (&a.method, &a.route, a.status).cmp(&(&b.method, &b.route, b.status)));
+        t
+    }
+}
+
+/// The `/stats` document: the answering worker, every live worker, and totals (requests and
+/// shards) over all workers, exited ones included.
+pub fn stats_json(me: &WorkerSnapshot, view: &ClusterView, scheme: &str) -> serde_json::Value {
+    let workers = &view.workers;
+    let totals = view.totals();
+    let shards: Vec<serde_json::Value> = totals
+        .shards
         .iter()
         .map(|s| {
             serde_json::json!({
@@ -241,16 +289,19 @@ pub fn stats_json(
         })).collect::<Vec<_>>(),
         "totals": {
             "workers": workers.len(),
-            "requests": workers.iter().map(|w| w.requests).sum::<u64>(),
-            "by_route": totals,
+            "requests": totals.requests,
+            "by_route": totals.by_route(),
         },
         "shards": shards,
     })
 }
 
 /// The `/metrics` document in Prometheus text format: per-worker series labelled by `pid`,
-/// and cluster totals without it.
-pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
+/// and `shardkv_cluster_*` totals over all workers, exited ones included, so that they never
+/// go backwards.
+pub fn prometheus(view: &ClusterView) -> String {
+    let workers = &view.workers;
+    let totals = view.totals();
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<String>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -274,7 +325,6 @@ pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
     );
 
     let mut samples = Vec::new();
-    let mut totals: BTreeMap<(&str, &str, u16), u64> = BTreeMap::new();
     for w in workers {
         for r in &w.by_status {
             samples.push(format!(
@@ -285,7 +335,6 @@ pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
                 r.status,
                 r.count
             ));
-            *totals.entry((&r.method, &r.route, r.status)).or_default() += r.count;
         }
     }
     family(
@@ -299,11 +348,15 @@ pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
         "counter",
         "HTTP requests answered by all workers together, by method, route and status.",
         totals
+            .by_status
             .iter()
-            .map(|((m, route, s), n)| {
+            .map(|r| {
                 format!(
-                    "shardkv_cluster_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{s}\"}} {n}",
-                    escape(route)
+                    "shardkv_cluster_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}",
+                    r.method,
+                    escape(&r.route),
+                    r.status,
+                    r.count
                 )
             })
             .collect(),
@@ -406,7 +459,6 @@ pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
             |s| s.max_group.to_string(),
         ),
     ];
-    let summed = sum_shards(workers);
     for (name, kind, help, field) in shard_families {
         let mut samples = Vec::new();
         for w in workers {
@@ -420,9 +472,10 @@ pub fn prometheus(workers: &[WorkerSnapshot]) -> String {
             }
         }
         family(name, kind, help, samples);
-        // Totals over workers, as their own family so that sums never count twice.
+        // Totals over all workers, as their own family so that sums never count twice.
         let total = name.replacen("shardkv_", "shardkv_cluster_", 1);
-        let samples = summed
+        let samples = totals
+            .shards
             .iter()
             .map(|s| format!("{total}{{shard=\"{}\"}} {}", s.shard, field(s)))
             .collect();

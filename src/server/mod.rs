@@ -16,21 +16,25 @@
 //!   answering its next request and never while the client may be sending one; connections
 //!   still open at the drain timeout are closed then.
 
+mod conn;
 pub mod error;
 pub mod metrics;
 mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -38,7 +42,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use error::ApiError;
-pub use metrics::WorkerSnapshot;
+pub use metrics::{ClusterView, WorkerSnapshot};
 
 use crate::registry::Registry;
 
@@ -48,6 +52,8 @@ pub const WORKER_PID_HEADER: &str = "x-worker-pid";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The largest request head (request line and headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The most connections one worker holds open; further clients wait in the accept queue.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Timeouts of a worker.
 #[derive(Clone, Copy, Debug)]
@@ -70,9 +76,10 @@ impl Default for ServerConfig {
     }
 }
 
-/// Where a worker finds the other workers' latest snapshots (the cluster's status file), so
-/// that `/stats` and `/metrics` cover every worker. Standalone servers have none.
-pub type PeerSource = Arc<dyn Fn() -> Vec<WorkerSnapshot> + Send + Sync>;
+/// Where a worker finds the other workers' latest snapshots and the exited workers' totals
+/// (the cluster's status file), so that `/stats` and `/metrics` cover the whole cluster.
+/// Standalone servers have none.
+pub type PeerSource = Arc<dyn Fn() -> ClusterView + Send + Sync>;
 
 /// State shared by every handler of a worker. Cheap to clone.
 #[derive(Clone)]
@@ -88,6 +95,7 @@ struct Inner {
     draining: AtomicBool,
     prime_permits: Semaphore,
     request_timeout: Duration,
+    body_timeout: Duration,
     peers: Option<PeerSource>,
     pid_header: HeaderValue,
 }
@@ -106,6 +114,7 @@ impl AppState {
                 draining: AtomicBool::new(false),
                 prime_permits: Semaphore::new(cpus),
                 request_timeout: config.request_timeout,
+                body_timeout: config.header_read_timeout,
                 peers: None,
                 pid_header: HeaderValue::from(pid),
             }),
@@ -145,17 +154,18 @@ impl AppState {
     }
 
     /// This worker and its peers, sorted by pid; `me` replaces any stale copy of itself.
-    fn all_workers(&self, me: &WorkerSnapshot) -> Vec<WorkerSnapshot> {
-        let peers = self.inner.peers.as_ref().map(|p| p()).unwrap_or_default();
+    /// This worker (live) and its peers (from the status file), sorted by pid.
+    fn cluster_view(&self, me: &WorkerSnapshot) -> ClusterView {
+        let mut view = self.inner.peers.as_ref().map(|p| p()).unwrap_or_default();
         let mut me = me.clone();
         // The supervisor knows this worker's restart count; the worker does not.
-        if let Some(stale_me) = peers.iter().find(|w| w.pid == me.pid) {
+        if let Some(stale_me) = view.workers.iter().find(|w| w.pid == me.pid) {
             me.restarts = stale_me.restarts;
         }
-        let mut all: Vec<WorkerSnapshot> = peers.into_iter().filter(|w| w.pid != me.pid).collect();
-        all.push(me);
-        all.sort_by_key(|w| w.pid);
-        all
+        view.workers.retain(|w| w.pid != me.pid);
+        view.workers.push(me);
+        view.workers.sort_by_key(|w| w.pid);
+        view
     }
 
     /// Whether the worker is draining.
@@ -171,7 +181,8 @@ impl AppState {
 /// The router: every route, with pid header, metrics, drain and timeout middleware.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(routes::hit))
+        // HEAD / reads the count: a health check must not consume counter values.
+        .route("/", get(routes::hit).head(routes::count))
         .route("/count", get(routes::count))
         .route("/dogs", get(routes::list_dogs).post(routes::create_dog))
         .route(
@@ -204,22 +215,26 @@ async fn tag_route(matched: Option<MatchedPath>, request: Request, next: Next) -
     response
 }
 
-/// Outermost middleware: request timeout, metrics, `x-worker-pid`, and `Connection: close`
-/// while draining.
+/// Outermost middleware: body read, request timeout, metrics, `x-worker-pid`, and
+/// `Connection: close` while draining.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let in_flight = state.metrics().in_flight();
-    in_flight.fetch_add(1, Ordering::Relaxed);
-    let timeout = state.inner.request_timeout;
-    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => axum::response::IntoResponse::into_response(ApiError::unavailable(format!(
-            "the request took longer than the {} s request timeout",
-            timeout.as_secs_f64()
-        ))),
+    let _in_flight = InFlight::enter(state.metrics().in_flight());
+    let mut response = match read_body(request, state.inner.body_timeout).await {
+        Err(rejection) => rejection.into_response(),
+        Ok(request) => {
+            let timeout = state.inner.request_timeout;
+            match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::unavailable(format!(
+                    "the request took longer than the {} s request timeout",
+                    timeout.as_secs_f64()
+                ))
+                .into_response(),
+            }
+        }
     };
-    in_flight.fetch_sub(1, Ordering::Relaxed);
     let route = response
         .extensions()
         .get::<RouteTag>()
@@ -241,6 +256,68 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// Counts a request in flight until dropped, even if the client gives up mid-request.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Receives a request's body before any handler runs, so that a client that declares too
+/// much (413), sends too slowly or too little (408) is told so, and the request timeout
+/// measures the server's own work only. Bodies are small (at most [`MAX_BODY_BYTES`]).
+async fn read_body(request: Request, timeout: Duration) -> Result<Request, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared.unwrap_or(0) == 0 && !chunked {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(_)) => Err(ApiError::bad_request(
+            "the request body could not be read (truncated or malformed)",
+        )),
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then drains (see the module docs).
 pub async fn run(
     listener: TcpListener,
@@ -255,17 +332,25 @@ pub async fn run(
         .max_buf_size(MAX_BODY_BYTES.max(8192) * 2)
         .max_header_size(MAX_HEAD_BYTES);
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        // At the cap, stop accepting: clients wait in the kernel's queue, not in our memory.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+        };
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+                    let io = conn::WriteTimeout::new(stream, config.header_read_timeout);
+                    let connection = http.serve_connection(TokioIo::new(io), service.clone());
                     connections.spawn(async move {
                         // A client that vanishes or times out mid-request is routine.
                         let _ = connection.await;
+                        drop(slot);
                     });
                 }
                 Err(e) => {

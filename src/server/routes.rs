@@ -285,24 +285,20 @@ pub async fn is_prime(
 /// `GET /stats`: this worker, every worker of the cluster, totals, and shards.
 pub async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
     let me = state.snapshot();
-    let workers = state.all_workers(&me);
-    Json(metrics::stats_json(
-        &me,
-        &workers,
-        &state.registry().scheme(),
-    ))
+    let view = state.cluster_view(&me);
+    Json(metrics::stats_json(&me, &view, &state.registry().scheme()))
 }
 
 /// `GET /metrics`: Prometheus text format, cluster-wide.
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let me = state.snapshot();
-    let workers = state.all_workers(&me);
+    let view = state.cluster_view(&me);
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    (headers, metrics::prometheus(&workers))
+    (headers, metrics::prometheus(&view))
 }
 
 /// `GET /healthz`.

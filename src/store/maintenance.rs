@@ -165,6 +165,20 @@ fn check_shard(dir: &Path, shard: usize, file: &str, repair: bool) -> ShardCheck
     check
 }
 
+/// Whether a shard file opens and holds no entry in any collection. Called under the
+/// exclusive LOCK, on files no MANIFEST names.
+pub(super) fn holds_no_entries(path: &Path) -> bool {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(1 << 20)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter);
+    builder
+        .open_read_only(path)
+        .map_err(redb::Error::from)
+        .and_then(|db| count_entries(&db))
+        .is_ok_and(|collections| collections.iter().all(|(_, n)| *n == 0))
+}
+
 fn count_entries(db: &impl ReadableDatabase) -> Result<Vec<(String, u64)>, redb::Error> {
     let txn = db.begin_read()?;
     let mut out = Vec::new();

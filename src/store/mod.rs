@@ -17,7 +17,8 @@
 //!   from different processes serialize through redb's cross-process writer lock.
 //! - **Routing never changes under a store.** The scheme is read from MANIFEST; opening with
 //!   another scheme is [`Error::SchemeMismatch`]. A directory with neither MANIFEST nor shard
-//!   files is a new store; shard files without MANIFEST are [`Error::Corrupted`].
+//!   files is a new store; shard files without MANIFEST are [`Error::Corrupted`], unless
+//!   all of them are empty: those are an interrupted creation's leftovers and are replaced.
 //! - **Creation is race-free.** Creators take `LOCK` exclusive, create the shard files, then
 //!   publish MANIFEST; any number of processes creating one store at once end up using the one
 //!   MANIFEST the first of them wrote.
@@ -101,8 +102,7 @@ impl StoreBuilder {
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.scheme.is_some() => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+                create_dir_durably(dir)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(no_store(dir));
@@ -151,13 +151,28 @@ impl StoreBuilder {
             return Ok(()); // Another creator finished first.
         }
         let strays = stray_shard_files(dir)?;
+        // Files an interrupted creation left: no store ever opened them (shards are opened
+        // only once MANIFEST exists), so they hold nothing and can be replaced. If any holds
+        // data, or cannot be read, the directory is an error: its routing is unknown.
+        // Only when all of them are empty: a mix is not an interrupted creation.
         if !strays.is_empty() {
-            return Err(Error::Corrupted(format!(
-                "{} holds shard files ({}) but no MANIFEST, so their routing is unknown; \
-                 restore MANIFEST, or remove them if they are leftovers of an interrupted creation",
-                dir.display(),
-                strays.join(", ")
-            )));
+            if !strays.iter().all(|name| never_written(&dir.join(name))) {
+                return Err(Error::Corrupted(format!(
+                    "{} holds shard files ({}) but no MANIFEST, so their routing is unknown; \
+                     restore MANIFEST, or move them away",
+                    dir.display(),
+                    strays.join(", ")
+                )));
+            }
+            for name in &strays {
+                std::fs::remove_file(dir.join(name))
+                    .map_err(|e| Error::io(format!("removing leftover {name}"), e))?;
+            }
+            tracing::warn!(
+                dir = %dir.display(),
+                files = strays.len(),
+                "replaced the empty shard files of an interrupted creation"
+            );
         }
         let manifest = Manifest::new(scheme.clone());
         for (i, name) in manifest.shards.iter().enumerate() {
@@ -205,11 +220,33 @@ impl StoreBuilder {
     }
 }
 
+/// Creates a directory (and its parents) and makes its entry durable in its parent.
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
 fn no_store(dir: &Path) -> Error {
     Error::NotFound(format!(
         "no store at {} (no MANIFEST); create one by opening it with a routing scheme, such as hash:8",
         dir.display()
     ))
+}
+
+/// Whether a shard file holds no data: empty, or a redb file without entries.
+fn never_written(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => true,
+        Ok(_) => maintenance::holds_no_entries(path),
+        Err(_) => false,
+    }
 }
 
 fn stray_shard_files(dir: &Path) -> Result<Vec<String>> {
