@@ -24,9 +24,10 @@
 //! so the numbers price durability, not just CPU; on tmpfs they would not, and the run says so.
 //!
 //! Results go to stdout as a markdown table and ratio tables (configurations compared within
-//! one run), and to `contention.csv` in the output directory. Any
+//! one run), and to `contention.csv` and `contention.svg` in the output directory. Any
 //! worker still running when a run fails is killed.
 
+mod plot;
 mod process;
 mod report;
 mod workload;
@@ -36,6 +37,7 @@ use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use plot::svg;
 pub use process::{Config, Measured};
 pub use report::{csv, ratios, table};
 pub use workload::{Mode, Workload};
@@ -83,7 +85,7 @@ pub struct BenchArgs {
     /// How long each configuration runs, in seconds (fractions allowed).
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     pub seconds: f64,
-    /// Where contention.csv is written (created if missing).
+    /// Where contention.csv and contention.svg are written (created if missing).
     #[arg(long, default_value = "benches/results")]
     pub out: PathBuf,
     /// Parent of the scratch store directories [default: a new directory under the system
@@ -251,7 +253,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Runs the sweep with workers started from `exe` (a `shardkv` binary): prints progress to
-/// stderr and the tables to stdout, writes `contention.csv` to `args.out`, and returns the measurements. Fails on the first configuration that does not
+/// stderr and the tables to stdout, writes `contention.csv` and `contention.svg` to
+/// `args.out`, and returns the measurements. Fails on the first configuration that does not
 /// verify.
 pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
     let configs = args.configs()?;
@@ -283,7 +286,12 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
         }
     }
 
+    let title = format!(
+        "shardkv contention: ops/s per configuration ({} s each, seed {})",
+        args.seconds, args.seed
+    );
     write_file(&args.out.join("contention.csv"), &csv(&results))?;
+    write_file(&args.out.join("contention.svg"), &svg(&results, &title))?;
     println!(
         "{} configurations, {} s each, seed {}; every end state verified.\n",
         results.len(),
@@ -292,7 +300,11 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
     );
     print!("{}", table(&results));
     print!("{}", ratios(&results));
-    eprintln!("wrote {}", args.out.join("contention.csv").display());
+    eprintln!(
+        "wrote {} and {}",
+        args.out.join("contention.csv").display(),
+        args.out.join("contention.svg").display()
+    );
     Ok(results)
 }
 
