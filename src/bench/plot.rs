@@ -208,13 +208,13 @@ pub fn svg(results: &[Measured], title: &str) -> String {
     s
 }
 
-/// A tick step of 1, 2 or 5 times a power of ten giving about five intervals, and the axis
-/// end: the first multiple of the step at or above `max`.
+/// The smallest tick step of 1, 2 or 5 times a power of ten that cuts `0..max` into at most
+/// eight intervals, and the axis end: the first multiple of the step at or above `max`.
 fn ticks(max: f64) -> (f64, f64) {
     if !(max.is_finite() && max > 0.0) {
         return (1.0, 1.0);
     }
-    let raw = max / 5.0;
+    let raw = max / 8.0;
     let pow = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
         .into_iter()
@@ -382,7 +382,8 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_maximum() {
         assert_eq!(ticks(9000.0), (2000.0, 10000.0));
-        assert_eq!(ticks(1234.0), (500.0, 1500.0));
+        assert_eq!(ticks(1234.0), (200.0, 1400.0));
+        assert_eq!(ticks(11206.0), (2000.0, 12000.0));
         assert_eq!(ticks(0.0), (1.0, 1.0));
         assert_eq!(short(2500.0), "2.5k");
         assert_eq!(short(3_000_000.0), "3M");
