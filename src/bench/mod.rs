@@ -299,6 +299,11 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
         args.seed
     );
     print!("{}", table(&results));
+    println!(
+        "\nmean group: writes per transaction. lock wait per commit: time spent waiting for \
+         redb's cross-process writer lock, summed over all processes (their waits overlap), \
+         divided by commits."
+    );
     print!("{}", ratios(&results));
     eprintln!(
         "wrote {} and {}",
