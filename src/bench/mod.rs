@@ -520,6 +520,16 @@ mod tests {
         assert!(a.configs().is_err());
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn tmpfs_is_called_out_and_a_disk_is_not() {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            assert!(tmpfs_warning(shm).is_some_and(|w| w.contains("tmpfs")));
+        }
+        assert_eq!(tmpfs_warning(Path::new("/proc")), None);
+    }
+
     #[test]
     fn a_scratch_dir_holding_old_stores_is_refused() {
         let dir = tempfile::tempdir().unwrap();
