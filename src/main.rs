@@ -17,6 +17,8 @@ Examples:
   shardkv status                             # like pm2 list
   shardkv reload                             # like pm2 reload: rolling, zero downtime
   shardkv stop
+  shardkv load -n 20000 -c 64                # HTTP load on the counter, answers checked
+  shardkv bench --seconds 2                  # one file vs sharded files, group commit vs not
   shardkv check --data shards";
 
 #[derive(Parser)]
@@ -76,6 +78,9 @@ enum Command {
     /// Measure contention: single file vs sharded files, threads vs processes, group commit
     /// vs one transaction per write.
     Bench(bench::BenchArgs),
+    /// Drive a running server with HTTP load (like `loadtest -n N -c C`) and check that the
+    /// counter's answers are exact.
+    Load(bench::load::LoadArgs),
     /// One benchmark process (started by `shardkv bench`).
     #[command(hide = true)]
     BenchWorker(bench::WorkerArgs),
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
         }),
         Command::Check { data, repair } => check(&data, repair),
         Command::Bench(args) => bench::run(args),
+        Command::Load(args) => bench::load::main(args),
         Command::BenchWorker(args) => bench::worker(args),
     };
     match result {

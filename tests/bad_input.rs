@@ -4,7 +4,7 @@
 mod common;
 
 use common::cluster;
-use common::http::{Client, raw};
+use common::http::{Client, ResponseExt, raw};
 use serde_json::Value;
 
 /// Method, path, content type, body, expected status.

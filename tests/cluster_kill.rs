@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::http::ResponseExt;
 use common::{cluster, http, load};
 
 const KILLS: usize = 5;

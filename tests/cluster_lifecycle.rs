@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::{self, process_gone};
-use common::http::{self, Client};
+use common::http::{self, Client, ResponseExt};
 
 const LARGE_PRIME: u64 = 18_446_744_073_709_551_557;
 

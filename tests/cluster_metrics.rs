@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::http::ResponseExt;
 use common::{cluster, http};
 
 #[test]

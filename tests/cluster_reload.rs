@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::http::ResponseExt;
 use common::{cluster, load};
 
 fn online(server: &cluster::Cluster) -> BTreeSet<u32> {

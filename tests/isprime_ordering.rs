@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cluster;
-use common::http::Client;
+use common::http::{Client, ResponseExt};
 
 const LARGE_PRIME: u64 = 18_446_744_073_709_551_557;
 const BURST: usize = 40;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::cluster;
-use common::http::Client;
+use common::http::{Client, ResponseExt};
 use serde_json::json;
 use shardkv::Store;
 
@@ -93,4 +93,43 @@ fn version_and_help_explain_themselves() {
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}");
     }
+}
+
+#[test]
+fn shardkv_load_checks_the_counter_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(&dir.path().join("shards"), &["--workers", "2"]);
+    let json = dir.path().join("load.json");
+    let out = cluster::shardkv(&[
+        "load",
+        &server.addr,
+        "-n",
+        "600",
+        "-c",
+        "12",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("counter 0 -> 600: 600 answers, 0 duplicates"),
+        "{text}"
+    );
+    assert!(text.contains("EXACT"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["ok"], 600);
+    assert_eq!(report["counter"]["exact"], true);
+    assert_eq!(
+        Client::new(&server.addr).get("/count").unwrap().json(),
+        json!(600)
+    );
+
+    let out = cluster::shardkv(&["load", &server.addr, "-n", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
 }

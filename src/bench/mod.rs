@@ -23,10 +23,15 @@
 //! inserts unique keys with ~100-byte values. Every acknowledged write is durable (fsync'd),
 //! so the numbers price durability, not just CPU; on tmpfs they would not, and the run says so.
 //!
+//! `shardkv load` ([`load`]) is the HTTP side: it drives a running server like
+//! `loadtest -n -c` and checks the counter's answers.
+//!
 //! Results go to stdout as a markdown table and ratio tables (configurations compared within
 //! one run), and to `contention.csv` and `contention.svg` in the output directory. Any
 //! worker still running when a run fails is killed.
 
+pub mod http;
+pub mod load;
 mod plot;
 mod process;
 mod report;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use super::http::Client;
+use super::http::{Client, ResponseExt};
 
 #[derive(Debug, Default)]
 pub struct LoadResult {
