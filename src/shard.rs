@@ -9,15 +9,16 @@
 //! One transaction costs a commit (two fsyncs, ~450 us), whatever it holds, so the shard
 //! coalesces the writes of concurrent callers of this process into one transaction. The
 //! scheme is LevelDB's: callers join a queue; the one that finds no leader becomes the leader,
-//! takes everything queued (bounded by [`MAX_GROUP_WRITES`] and [`MAX_GROUP_BYTES`]), commits
-//! it as one transaction, answers every caller, and hands leadership to the first caller still
-//! waiting. There is no timer: a group is whatever queued while the previous commit ran, so
-//! groups grow with load by themselves and a lone writer commits at once.
+//! takes redb's writer lock, then takes everything queued (bounded by [`MAX_GROUP_WRITES`]
+//! and [`MAX_GROUP_BYTES`]), commits it as one transaction, answers every caller, and hands
+//! leadership to the first caller still waiting. There is no timer: a group is whatever
+//! queued while the previous commit ran and while other processes held the writer lock, so
+//! groups grow with load and contention by themselves, and a lone writer commits at once.
 //!
 //! ```text
-//!   caller A ──┐  queue: [A]        A leads: begin_write ─ apply A ─ commit ─ answer A
-//!   caller B ──┤  queue: [B, C]                                          hand off to B
-//!   caller C ──┘                    B leads: begin_write ─ apply B, C ─ commit ─ answer B, C
+//!   caller A ──┐  queue: [A]        A leads: lock ─ take [A] ─ apply ─ commit ─ answer A
+//!   caller B ──┤  queue: [B, C]                                       hand off to B
+//!   caller C ──┘                    B leads: lock ─ take [B, C] ─ apply ─ commit ─ answer B, C
 //! ```
 //!
 //! Invariants:
@@ -254,72 +255,78 @@ impl Shard {
 
     /// Commits one group from the front of the queue, then hands leadership on.
     fn lead(&self) {
-        let group = {
-            let mut q = self.queue.lock();
-            let max = match self.mode {
-                CommitMode::Group => MAX_GROUP_WRITES,
-                CommitMode::PerWrite => 1,
-            };
-            let mut bytes = 0;
-            let mut take = 0;
-            for w in q.waiting.iter().take(max) {
-                if take > 0 && bytes + w.bytes > MAX_GROUP_BYTES {
-                    break;
-                }
-                bytes += w.bytes;
-                take += 1;
-            }
-            q.waiting.drain(..take).collect::<Vec<_>>()
-        };
+        let db = self.db();
+        // The writer lock first, the group second: everything that queues while another
+        // process holds the lock joins this transaction instead of waiting for the next one.
+        let started = Instant::now();
+        let txn = db.begin_write();
+        let locked = Instant::now();
+        let group = self.take_group();
         // Answers the group and hands off even if committing panics, so no caller waits forever.
         let mut handoff = Handoff {
             shard: self,
             group,
             answered: false,
         };
-        let results = self.commit_group(&handoff.group);
+        let results = match txn {
+            Ok(txn) => {
+                self.add_time(&self.counters.lock_wait_ns, locked - started);
+                self.commit_group(txn, &handoff.group)
+            }
+            Err(e) => self.fail_group(handoff.group.len(), redb::Error::from(e)),
+        };
         for (waiter, result) in handoff.group.iter().zip(results) {
             let _ = waiter.reply.try_send(Wake::Done(result));
         }
         handoff.answered = true;
     }
 
-    /// Runs one transaction over the group; returns each caller's outcome, in order.
-    fn commit_group(&self, group: &[Waiter]) -> Vec<Result<Written>> {
-        self.counters
-            .committing
-            .store(group.len() as u64, Ordering::Relaxed);
-        let results = self.commit_group_inner(group);
-        self.counters.committing.store(0, Ordering::Relaxed);
-        results
+    /// Takes the group from the front of the queue: at least one write (the leader's own is
+    /// there), at most [`MAX_GROUP_WRITES`] or [`MAX_GROUP_BYTES`].
+    fn take_group(&self) -> Vec<Waiter> {
+        let mut q = self.queue.lock();
+        let max = match self.mode {
+            CommitMode::Group => MAX_GROUP_WRITES,
+            CommitMode::PerWrite => 1,
+        };
+        let mut bytes = 0;
+        let mut take = 0;
+        for w in q.waiting.iter().take(max) {
+            if take > 0 && bytes + w.bytes > MAX_GROUP_BYTES {
+                break;
+            }
+            bytes += w.bytes;
+            take += 1;
+        }
+        q.waiting.drain(..take).collect()
     }
 
-    fn commit_group_inner(&self, group: &[Waiter]) -> Vec<Result<Written>> {
-        let db = self.db();
+    /// Runs the group in the open transaction; returns each caller's outcome, in order.
+    fn commit_group(&self, txn: redb::WriteTransaction, group: &[Waiter]) -> Vec<Result<Written>> {
+        let c = &self.counters;
+        c.committing.store(group.len() as u64, Ordering::Relaxed);
         let started = Instant::now();
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => return self.fail_group(group.len(), redb::Error::from(e)),
-        };
-        let locked = Instant::now();
-        self.add_time(&self.counters.lock_wait_ns, locked - started);
+        let results = self.apply_and_commit(txn, group);
+        c.committing.store(0, Ordering::Relaxed);
+        if results.is_ok() {
+            self.add_time(&c.commit_ns, started.elapsed());
+        }
+        results.unwrap_or_else(|e| self.fail_group(group.len(), e))
+    }
 
+    fn apply_and_commit(
+        &self,
+        txn: redb::WriteTransaction,
+        group: &[Waiter],
+    ) -> Result<Vec<Result<Written>>, redb::Error> {
         let mut results = Vec::with_capacity(group.len());
-        let applied: Result<(), redb::Error> = (|| {
+        {
             let mut tables: HashMap<&str, Table<'_>> = HashMap::new();
             for waiter in group {
                 results.push(apply(&txn, &mut tables, &waiter.ops)?);
             }
-            Ok(())
-        })();
-        if let Err(e) = applied {
-            drop(txn);
-            return self.fail_group(group.len(), e);
         }
-        if let Err(e) = txn.commit() {
-            return self.fail_group(group.len(), redb::Error::from(e));
-        }
-        self.add_time(&self.counters.commit_ns, locked.elapsed());
+        txn.commit()?;
         let c = &self.counters;
         c.commits.fetch_add(1, Ordering::Relaxed);
         c.max_group.fetch_max(group.len() as u64, Ordering::Relaxed);
@@ -327,7 +334,7 @@ impl Shard {
         c.writes.fetch_add(ok, Ordering::Relaxed);
         c.rejected
             .fetch_add(group.len() as u64 - ok, Ordering::Relaxed);
-        results
+        Ok(results)
     }
 
     /// Answers every caller of a failed transaction and reopens the handle.

@@ -84,8 +84,9 @@ fn per_write_mode_commits_every_write_alone() {
     assert_eq!(st.max_group, 1);
 }
 
-/// Holds redb's writer lock from another handle so writes queue up, then releases it: the
-/// queued writes, conflicting and not, commit as one group, and the conflicts alone fail.
+/// Holds redb's writer lock from another handle (as another process would) so writes queue
+/// up, then releases it: everything that queued while the lock was held, the leader's own
+/// write included, conflicting and not, commits as one group, and the conflicts alone fail.
 #[test]
 fn failed_precondition_in_a_group_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,16 +104,16 @@ fn failed_precondition_in_a_group_fails_alone() {
     let blocker = blocker_db.begin_write().unwrap();
     let before = stats(&store);
 
-    // The first writer leads and waits for the writer lock alone...
+    // The first writer leads and waits for the writer lock...
     let leader = {
         let store = store.clone();
         std::thread::spawn(move || store.insert("dogs", "first", "1").unwrap())
     };
-    wait_until("the leader holds its group", || {
-        stats(&store).committing == 1
+    wait_until("the leader waits for the lock", || {
+        stats(&store).queued == 1
     });
 
-    // ...while these queue behind it and will form the next group.
+    // ...while these queue: the leader takes its group only once it holds the lock.
     let mut queued = Vec::new();
     for i in 0..10 {
         let store = store.clone();
@@ -139,7 +140,7 @@ fn failed_precondition_in_a_group_fails_alone() {
         let store = store.clone();
         std::thread::spawn(move || store.incr("counters", "words", 1))
     };
-    wait_until("13 writes are queued", || stats(&store).queued == 13);
+    wait_until("14 writes are queued", || stats(&store).queued == 14);
     drop(blocker);
 
     assert!(leader.join().unwrap());
@@ -162,10 +163,14 @@ fn failed_precondition_in_a_group_fails_alone() {
     let after = stats(&store);
     assert_eq!(
         after.commits - before.commits,
-        2,
-        "the queued writes did not share one commit"
+        1,
+        "the writes queued behind the lock did not share one commit"
     );
-    assert_eq!(after.max_group, 13);
+    assert_eq!(after.max_group, 14);
+    assert!(
+        after.lock_wait_us > before.lock_wait_us,
+        "the wait for the lock went uncounted"
+    );
     assert_eq!(after.writes - before.writes, 11);
     assert_eq!(after.rejected - before.rejected, 3);
     assert_eq!(store.get("dogs", "taken").unwrap(), Some(b"old".to_vec()));
