@@ -112,6 +112,22 @@ pub struct ShardStats {
     pub commit_us: u64,
 }
 
+impl std::ops::AddAssign<&ShardStats> for ShardStats {
+    /// Sums counters (for totals over processes or shards); maxima stay maxima.
+    fn add_assign(&mut self, s: &ShardStats) {
+        self.commits += s.commits;
+        self.writes += s.writes;
+        self.rejected += s.rejected;
+        self.failed_commits += s.failed_commits;
+        self.reads += s.reads;
+        self.max_group = self.max_group.max(s.max_group);
+        self.queued += s.queued;
+        self.committing += s.committing;
+        self.lock_wait_us += s.lock_wait_us;
+        self.commit_us += s.commit_us;
+    }
+}
+
 impl ShardStats {
     /// Mean write batches per transaction.
     pub fn mean_group(&self) -> f64 {

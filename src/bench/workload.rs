@@ -226,14 +226,16 @@ impl WorkerReport {
             threads,
             ..WorkerReport::default()
         };
+        let mut total = ShardStats::default();
         for s in stats {
-            r.commits += s.commits;
-            r.writes += s.writes;
-            r.rejected += s.rejected;
-            r.failed_commits += s.failed_commits;
-            r.lock_wait_us += s.lock_wait_us;
-            r.max_group = r.max_group.max(s.max_group);
+            total += s;
         }
+        r.commits = total.commits;
+        r.writes = total.writes;
+        r.rejected = total.rejected;
+        r.failed_commits = total.failed_commits;
+        r.lock_wait_us = total.lock_wait_us;
+        r.max_group = total.max_group;
         r
     }
 

@@ -179,20 +179,6 @@ pub fn rss_bytes(pid: u32) -> u64 {
     pages * u64::try_from(page).unwrap_or(4096)
 }
 
-/// Adds one shard's counters into another's (gauges and maxima combine as such).
-fn add_shard(t: &mut ShardStats, s: &ShardStats) {
-    t.commits += s.commits;
-    t.writes += s.writes;
-    t.rejected += s.rejected;
-    t.failed_commits += s.failed_commits;
-    t.reads += s.reads;
-    t.max_group = t.max_group.max(s.max_group);
-    t.queued += s.queued;
-    t.committing += s.committing;
-    t.lock_wait_us += s.lock_wait_us;
-    t.commit_us += s.commit_us;
-}
-
 impl WorkerSnapshot {
     /// Adds another worker's counters into this one (for totals over workers).
     pub fn absorb(&mut self, other: &WorkerSnapshot) {
@@ -218,7 +204,7 @@ impl WorkerSnapshot {
         self.isprime_running += other.isprime_running;
         for s in &other.shards {
             match self.shards.iter_mut().find(|t| t.shard == s.shard) {
-                Some(t) => add_shard(t, s),
+                Some(t) => *t += s,
                 None => self.shards.push(s.clone()),
             }
         }

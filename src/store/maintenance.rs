@@ -67,18 +67,7 @@ impl Store {
     /// Checks a store read-only, while other processes may be using it: opens every shard,
     /// reads one snapshot, and counts each collection's entries.
     pub fn check(dir: impl AsRef<Path>) -> Result<CheckReport> {
-        let dir = dir.as_ref();
-        let manifest = Manifest::read(dir)?.ok_or_else(|| no_store(dir))?;
-        let shards = manifest
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, file)| check_shard(dir, i, file, false))
-            .collect();
-        Ok(CheckReport {
-            scheme: manifest.scheme.to_string(),
-            shards,
-        })
+        check_store(dir.as_ref(), false)
     }
 
     /// Runs redb's full integrity check on every shard and repairs what it can. Takes `LOCK`
@@ -86,17 +75,7 @@ impl Store {
     pub fn repair(dir: impl AsRef<Path>) -> Result<CheckReport> {
         let dir = dir.as_ref();
         let _lock = StoreLock::exclusive(dir)?;
-        let manifest = Manifest::read(dir)?.ok_or_else(|| no_store(dir))?;
-        let shards = manifest
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, file)| check_shard(dir, i, file, true))
-            .collect();
-        Ok(CheckReport {
-            scheme: manifest.scheme.to_string(),
-            shards,
-        })
+        check_store(dir, true)
     }
 
     /// Deletes a store's MANIFEST and shard files (`LOCK` stays, so that a process waiting
@@ -117,6 +96,20 @@ impl Store {
     pub fn scheme_of(dir: impl AsRef<Path>) -> Result<Option<ShardBy>> {
         Ok(Manifest::read(dir.as_ref())?.map(|m| m.scheme))
     }
+}
+
+fn check_store(dir: &Path, repair: bool) -> Result<CheckReport> {
+    let manifest = Manifest::read(dir)?.ok_or_else(|| no_store(dir))?;
+    let shards = manifest
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, file)| check_shard(dir, i, file, repair))
+        .collect();
+    Ok(CheckReport {
+        scheme: manifest.scheme.to_string(),
+        shards,
+    })
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {

@@ -40,17 +40,22 @@ pub fn start(data: &Path, args: &[&str]) -> Cluster {
     start_with_env(data, args, &[])
 }
 
-pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Cluster {
-    let mut child = Command::new(BIN)
+/// `shardkv serve` on loopback port 0 with stderr piped.
+fn serve(data: &Path, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Child {
+    Command::new(BIN)
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
         .arg(data)
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn shardkv serve");
+        .expect("spawn shardkv serve")
+}
+
+pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Cluster {
+    let mut child = serve(data, args, env, Stdio::piped());
     let stderr = collect_lines(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
@@ -91,16 +96,7 @@ pub fn start_failing(
     env: &[(&str, &str)],
     within: Duration,
 ) -> (ExitStatus, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
-        .arg(data)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shardkv serve");
+    let mut child = serve(data, args, env, Stdio::null());
     let stderr = collect_lines(child.stderr.take().unwrap());
     let deadline = Instant::now() + within;
     loop {
