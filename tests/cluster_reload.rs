@@ -126,3 +126,37 @@ fn a_reload_finishes_even_if_an_old_worker_hangs() {
     );
     assert!(!online(&server).contains(&hung));
 }
+
+/// The supervisor records its binary's path at start: after the file is replaced (a rebuild
+/// in place), the running executable reads as deleted, yet a reload starts the new file.
+#[test]
+fn reload_runs_the_binary_rebuilt_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("shardkv");
+    std::fs::copy(cluster::BIN, &bin).unwrap();
+    let server = cluster::start_binary(&bin, &dir.path().join("shards"), &["--workers", "2"]);
+    server.wait_workers(
+        "2 workers online",
+        Duration::from_secs(30),
+        cluster::online(2),
+    );
+    let before = online(&server);
+    // Rebuild in place: a new file renamed over the old path.
+    let rebuilt = dir.path().join("shardkv.new");
+    std::fs::copy(cluster::BIN, &rebuilt).unwrap();
+    std::fs::rename(&rebuilt, &bin).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", server.pid())).unwrap();
+    assert!(exe.to_string_lossy().ends_with("(deleted)"), "{exe:?}");
+
+    server.signal(libc::SIGHUP);
+    wait_reloads(&server, 1);
+    let after = online(&server);
+    assert!(before.is_disjoint(&after));
+    for pid in &after {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(
+            exe, bin,
+            "worker {pid} runs {exe:?}, not the rebuilt binary"
+        );
+    }
+}

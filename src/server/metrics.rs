@@ -407,7 +407,7 @@ pub fn prometheus(view: &ClusterView) -> String {
     );
 
     type ShardField = fn(&ShardStats) -> String;
-    let shard_families: [(&str, &str, &str, ShardField); 6] = [
+    let shard_families: [(&str, &str, &str, ShardField); 7] = [
         (
             "shardkv_shard_commits_total",
             "counter",
@@ -443,6 +443,12 @@ pub fn prometheus(view: &ClusterView) -> String {
             "gauge",
             "Largest group commit.",
             |s| s.max_group.to_string(),
+        ),
+        (
+            "shardkv_shard_mean_group",
+            "gauge",
+            "Write batches per transaction, mean since start.",
+            |s| format!("{:.3}", s.mean_group()),
         ),
     ];
     for (name, kind, help, field) in shard_families {

@@ -42,7 +42,17 @@ pub fn start(data: &Path, args: &[&str]) -> Cluster {
 
 /// `shardkv serve` on loopback port 0 with stderr piped.
 fn serve(data: &Path, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Child {
-    Command::new(BIN)
+    serve_binary(Path::new(BIN), data, args, env, stdout)
+}
+
+fn serve_binary(
+    bin: &Path,
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdout: Stdio,
+) -> Child {
+    Command::new(bin)
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
         .arg(data)
         .args(args)
@@ -55,7 +65,15 @@ fn serve(data: &Path, args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Chi
 }
 
 pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Cluster {
-    let mut child = serve(data, args, env, Stdio::piped());
+    wait_listening(serve(data, args, env, Stdio::piped()), data)
+}
+
+/// Like [`start`], from another copy of the binary.
+pub fn start_binary(bin: &Path, data: &Path, args: &[&str]) -> Cluster {
+    wait_listening(serve_binary(bin, data, args, &[], Stdio::piped()), data)
+}
+
+fn wait_listening(mut child: Child, data: &Path) -> Cluster {
     let stderr = collect_lines(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
