@@ -271,27 +271,32 @@ impl Shard {
 
     /// Commits one group from the front of the queue, then hands leadership on.
     fn lead(&self) {
+        // Answers the group and hands off even if anything below panics (redb included), so
+        // no caller waits forever. Armed before the first call that could panic.
+        let mut handoff = Handoff {
+            shard: self,
+            group: None,
+            answered: false,
+        };
+        #[cfg(test)]
+        if tests::PANIC_NEXT_LEADER.swap(false, Ordering::Relaxed) {
+            panic!("injected leader panic");
+        }
         let db = self.db();
         // The writer lock first, the group second: everything that queues while another
         // process holds the lock joins this transaction instead of waiting for the next one.
         let started = Instant::now();
         let txn = db.begin_write();
         let locked = Instant::now();
-        let group = self.take_group();
-        // Answers the group and hands off even if committing panics, so no caller waits forever.
-        let mut handoff = Handoff {
-            shard: self,
-            group,
-            answered: false,
-        };
+        let group = handoff.group.insert(self.take_group());
         let results = match txn {
             Ok(txn) => {
                 self.add_time(&self.counters.lock_wait_ns, locked - started);
-                self.commit_group(txn, &handoff.group)
+                self.commit_group(txn, group)
             }
-            Err(e) => self.fail_group(handoff.group.len(), redb::Error::from(e)),
+            Err(e) => self.fail_group(group.len(), redb::Error::from(e)),
         };
-        for (waiter, result) in handoff.group.iter().zip(results) {
+        for (waiter, result) in group.iter().zip(results) {
             let _ = waiter.reply.try_send(Wake::Done(result));
         }
         handoff.answered = true;
@@ -394,17 +399,21 @@ impl Shard {
 /// the first waiting caller, or gives it up if none waits.
 struct Handoff<'a> {
     shard: &'a Shard,
-    group: Vec<Waiter>,
+    /// `None` until the leader took its group; if it never did, the group is taken here, so
+    /// that the leader's own write (at the front of the queue) is answered too.
+    group: Option<Vec<Waiter>>,
     answered: bool,
 }
 
 impl Drop for Handoff<'_> {
     fn drop(&mut self) {
         if !self.answered {
-            for waiter in &self.group {
+            let group = self.group.take().unwrap_or_else(|| self.shard.take_group());
+            for waiter in &group {
                 let _ = waiter.reply.try_send(Wake::Done(Err(committer_lost())));
             }
         }
+        self.shard.counters.committing.store(0, Ordering::Relaxed);
         let mut q = self.shard.queue.lock();
         match q.waiting.front() {
             // Its channel is empty: a waiter receives nothing before Lead or its Done.
@@ -558,4 +567,63 @@ fn open_db(path: &Path, cache_bytes: usize, create: bool) -> Result<Database> {
         }
         other => other.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::batch::WriteBatch;
+
+    /// Makes the next leader panic before it takes redb's writer lock.
+    pub(super) static PANIC_NEXT_LEADER: AtomicBool = AtomicBool::new(false);
+
+    fn put(key: &str) -> (Vec<Op>, usize) {
+        let mut b = WriteBatch::routed_by(key);
+        b.put("c", key, "v");
+        let bytes = b.payload_bytes();
+        (b.ops, bytes)
+    }
+
+    /// Regression: a panic before the leader took its group left the shard without a leader
+    /// and its queue stuck, so every later write to it hung.
+    #[test]
+    fn a_panicking_leader_answers_its_caller_and_leaves_the_shard_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Shard::open(
+            0,
+            &dir.path().join("s.redb"),
+            1 << 20,
+            CommitMode::Group,
+            true,
+        )
+        .unwrap();
+        PANIC_NEXT_LEADER.store(true, Ordering::Relaxed);
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let (ops, bytes) = put("a");
+                shard.write(ops, bytes)
+            })
+            .join()
+        });
+        assert!(panicked.is_err(), "the injected panic did not happen");
+        let (done, outcome) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let (ops, bytes) = put("b");
+                let _ = done.send(shard.write(ops, bytes));
+            });
+            // A wedged shard never answers. Abort rather than fail: the scope would wait
+            // for the stuck writer forever.
+            let written = outcome.recv_timeout(Duration::from_secs(10));
+            if written.is_err() {
+                std::process::abort();
+            }
+            written.unwrap().expect("the shard still commits");
+        });
+        assert_eq!(shard.get("c", b"b").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(shard.get("c", b"a").unwrap(), None);
+        assert_eq!(shard.stats().queued, 0);
+    }
 }

@@ -26,6 +26,25 @@ fn sigkilled_workers_are_replaced_and_the_counter_stays_exact() {
         .unwrap();
     let load = load::start(&server.addr, 6);
     load.wait_for(200);
+    // Cluster totals, scraped throughout: a killed worker's counts must not vanish from them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (addr, stop) = (server.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(r) = http::get(&addr, "/stats") {
+                    seen.push(
+                        r.json()["totals"]["by_route"]["GET /"]
+                            .as_u64()
+                            .unwrap_or(0),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
 
     let mut killed = Vec::new();
     for round in 0..KILLS {
@@ -44,6 +63,13 @@ fn sigkilled_workers_are_replaced_and_the_counter_stays_exact() {
         load.wait_for(100);
     }
     let result = load.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let totals = scraper.join().unwrap();
+    assert!(totals.len() > 10, "too few scrapes: {totals:?}");
+    assert!(
+        totals.windows(2).all(|w| w[0] <= w[1]),
+        "cluster totals went backwards across kills: {totals:?}"
+    );
 
     let last = http::get(&server.addr, "/count")
         .unwrap()

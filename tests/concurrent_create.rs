@@ -1,5 +1,6 @@
 //! Several processes creating one new store at once end with one MANIFEST that all of them
-//! use; processes that asked for another scheme are refused, never silently re-routed.
+//! use; processes that asked for another scheme are refused, never silently re-routed; and a
+//! creator killed half way leaves nothing that stops the next one.
 
 mod common;
 
@@ -90,4 +91,54 @@ fn racing_creators_agree_on_one_manifest() {
             .count();
         assert_eq!(shard_files, store.shard_count());
     }
+}
+
+#[test]
+fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut creator = Reaper(vec![spawn_child(
+        "child_create",
+        &[
+            ("CREATE_DIR", store_dir.display().to_string()),
+            ("CREATE_SCHEME", "hash:1024".to_string()),
+            ("CREATE_ID", "victim".to_string()),
+        ],
+    )]);
+    // Kill it once some shard files exist, before it could finish 1024 of them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let made = std::fs::read_dir(&store_dir)
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if made > 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the creator made no files"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    creator.0[0].kill().unwrap();
+    creator.0[0].wait().unwrap();
+    if store_dir.join("MANIFEST").exists() {
+        return; // It finished before the kill landed: nothing to prove this time.
+    }
+    let store = Store::shard_by("hash:1024".parse().unwrap())
+        .open(&store_dir)
+        .unwrap();
+    store.put("who", "next", "ok").unwrap();
+    assert_eq!(store.shard_count(), 1024);
+    let leftovers = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".creating")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
 }

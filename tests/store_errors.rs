@@ -154,12 +154,14 @@ fn missing_or_partial_stores_are_clear_errors() {
     Store::shard_by(hash(4)).open(&interrupted).unwrap();
     std::fs::remove_file(interrupted.join("MANIFEST")).unwrap();
     std::fs::write(interrupted.join("shard-003.redb"), b"").unwrap();
+    std::fs::write(interrupted.join("shard-004.redb.creating"), vec![0u8; 4096]).unwrap();
     let store = Store::shard_by(hash(2)).open(&interrupted).unwrap();
     assert_eq!(store.shard_count(), 2);
     assert!(
         !interrupted.join("shard-002.redb").exists(),
         "a leftover of the interrupted creation remains"
     );
+    assert!(!interrupted.join("shard-004.redb.creating").exists());
     // A shard file named in MANIFEST that is gone.
     let missing = dir.path().join("missing");
     Store::shard_by(hash(2)).open(&missing).unwrap();

@@ -2,10 +2,13 @@
 //! counter's answers.
 //!
 //! C client threads share N requests, each on its own keep-alive connection. For the counter
-//! route (`/`) the run is validated: every answered value must be unique and lie in
-//! `base+1..=final` (read from `/count` before and after), and the increments nobody was told
-//! about, `final - base - answered`, may not exceed the failed requests. With no failures the
-//! answers are therefore exactly `base+1..=base+N`.
+//! route (`/`) the run is validated, assuming no other client increments the counter
+//! meanwhile: every answer must be a number, unique, within `base+1..=final` (read from
+//! `/count` before and after), and the increments nobody was told about,
+//! `final - base - answered`, may not exceed the failed requests. The verdict is **EXACT**
+//! when nothing failed and the answers are exactly `base+1..=base+N`; **CONSISTENT** when
+//! some requests failed but nothing contradicts the counter; otherwise **NOT EXACT**. Any
+//! failed request or a verdict other than EXACT makes the command exit non-zero.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -73,15 +76,20 @@ pub struct CounterCheck {
     pub duplicates: usize,
     /// Values answered outside `base+1..=last` (must be 0).
     pub out_of_range: usize,
+    /// 2xx answers whose body was not a number (must be 0).
+    pub unparseable: usize,
     /// Increments counted without an answer: `last - base - answered` (at most `failed`).
     pub unanswered: i64,
-    /// Whether all of the above hold.
+    /// No failures, and the answers are exactly `base+1..=base+N`.
     pub exact: bool,
+    /// Nothing contradicts the counter (failed requests may hide increments).
+    pub consistent: bool,
 }
 
 struct ClientResult {
     latencies_us: Vec<u32>,
     values: Vec<i64>,
+    unparseable: usize,
     errors: BTreeMap<String, usize>,
     by_worker: BTreeMap<u32, usize>,
 }
@@ -121,13 +129,43 @@ fn read_count(addr: &str) -> Result<i64> {
         })
 }
 
+/// Checks a counter's answers against its values before and after the run.
+fn check_counter(
+    base: i64,
+    last: i64,
+    values: &[i64],
+    unparseable: usize,
+    failed: usize,
+    requests: usize,
+) -> CounterCheck {
+    let distinct: BTreeSet<i64> = values.iter().copied().collect();
+    let duplicates = values.len() - distinct.len();
+    let out_of_range = values.iter().filter(|&&v| v <= base || v > last).count();
+    let unanswered = last - base - values.len() as i64;
+    let consistent = duplicates == 0
+        && out_of_range == 0
+        && unparseable == 0
+        && (0..=failed as i64).contains(&unanswered);
+    CounterCheck {
+        base,
+        last,
+        duplicates,
+        out_of_range,
+        unparseable,
+        unanswered,
+        exact: consistent && failed == 0 && unanswered == 0 && values.len() == requests,
+        consistent,
+    }
+}
+
 /// Runs the load; prints progress on stderr once a second.
 pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
     if args.requests == 0 || args.concurrency == 0 {
         return Err(Error::InvalidInput("-n and -c must be at least 1".into()));
     }
     let (addr, path) = split_url(&args.url)?;
-    let counter = path == "/";
+    // `/?anything` counts too.
+    let counter = path == "/" || path.starts_with("/?");
     let base = if counter {
         Some(read_count(&addr)?)
     } else {
@@ -145,6 +183,7 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
                 let mut out = ClientResult {
                     latencies_us: Vec::new(),
                     values: Vec::new(),
+                    unparseable: 0,
                     errors: BTreeMap::new(),
                     by_worker: BTreeMap::new(),
                 };
@@ -164,11 +203,7 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
                                     .and_then(|t| t.trim().parse().ok())
                                 {
                                     Some(v) => out.values.push(v),
-                                    None => {
-                                        *out.errors
-                                            .entry("unparseable count".into())
-                                            .or_default() += 1
-                                    }
+                                    None => out.unparseable += 1,
                                 }
                             }
                         }
@@ -203,6 +238,7 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
 
     let mut latencies = Vec::with_capacity(args.requests);
     let mut values = Vec::new();
+    let mut unparseable = 0;
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_worker: BTreeMap<u32, usize> = BTreeMap::new();
     for c in clients {
@@ -211,6 +247,7 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
             .map_err(|_| Error::InvalidInput("a load client panicked".into()))?;
         latencies.extend(r.latencies_us);
         values.extend(r.values);
+        unparseable += r.unparseable;
         for (k, n) in r.errors {
             *errors.entry(k).or_default() += n;
         }
@@ -228,20 +265,14 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
     let counter = match base {
         Some(base) => {
             let last = read_count(&addr)?;
-            let distinct: BTreeSet<i64> = values.iter().copied().collect();
-            let duplicates = values.len() - distinct.len();
-            let out_of_range = values.iter().filter(|&&v| v <= base || v > last).count();
-            let unanswered = last - base - values.len() as i64;
-            Some(CounterCheck {
+            Some(check_counter(
                 base,
                 last,
-                duplicates,
-                out_of_range,
-                unanswered,
-                exact: duplicates == 0
-                    && out_of_range == 0
-                    && (0..=failed as i64).contains(&unanswered),
-            })
+                &values,
+                unparseable,
+                failed,
+                args.requests,
+            ))
         }
         None => None,
     };
@@ -281,16 +312,28 @@ pub fn render(report: &LoadReport) -> String {
         out.push_str(&format!("\nfailed: {n} × {kind}"));
     }
     if let Some(c) = &report.counter {
+        let verdict = if c.exact {
+            "EXACT".to_owned()
+        } else if c.consistent {
+            format!(
+                "CONSISTENT ({} failed requests may hide increments)",
+                report.failed
+            )
+        } else {
+            "NOT EXACT".to_owned()
+        };
         out.push_str(&format!(
-            "\ncounter {} -> {}: {} answers, {} duplicates, {} out of range, {} counted without an answer (failed: {}): {}\n",
+            "\ncounter {} -> {}: {} answers, {} duplicates, {} out of range, {} not numbers, \
+             {} counted without an answer (failed: {}): {verdict}\n\
+             (the check assumes no other client increments the counter during the run)\n",
             c.base,
             c.last,
             report.ok,
             c.duplicates,
             c.out_of_range,
+            c.unparseable,
             c.unanswered,
             report.failed,
-            if c.exact { "EXACT" } else { "NOT EXACT" }
         ));
     }
     out
@@ -306,9 +349,13 @@ pub fn main(args: LoadArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     }
     match &report.counter {
-        Some(c) if !c.exact => Err(Error::Conflict(
-            "the counter's answers are not exact; see above".into(),
+        Some(c) if !c.consistent => Err(Error::Conflict(
+            "the counter's answers contradict an exact counter; see above".into(),
         )),
+        _ if report.failed > 0 => Err(Error::Conflict(format!(
+            "{} of {} requests failed",
+            report.failed, report.requests
+        ))),
         _ => Ok(()),
     }
 }
@@ -316,6 +363,25 @@ pub fn main(args: LoadArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_cannot_be_fooled() {
+        let all: Vec<i64> = (11..=20).collect();
+        assert!(check_counter(10, 20, &all, 0, 0, 10).exact);
+        // Every request failed: nothing contradicts the counter, but nothing is exact either.
+        let dead = check_counter(10, 10, &[], 0, 10, 10);
+        assert!(dead.consistent && !dead.exact);
+        // Answers that are not numbers, while the counter moved.
+        assert!(!check_counter(10, 20, &[], 10, 0, 10).consistent);
+        // A value handed out twice.
+        let twice = [11, 12, 12, 13, 14, 15, 16, 17, 18, 19];
+        assert!(!check_counter(10, 20, &twice, 0, 0, 10).consistent);
+        // Increments nobody was told about, more than the failures explain.
+        assert!(!check_counter(10, 25, &all, 0, 2, 12).consistent);
+        // An answer from outside the run.
+        let stale = [5, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+        assert!(!check_counter(10, 20, &stale, 0, 0, 10).consistent);
+    }
 
     #[test]
     fn urls_split_into_address_and_path() {

@@ -123,10 +123,10 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-    let _runtime_context = runtime.enter();
-    // Before anything slow: a stop or reload sent while the store opens is queued, where the
-    // default action of SIGHUP would kill the supervisor.
-    let signals = [
+    let runtime_context = runtime.enter();
+    // Before anything slow: where the default action of SIGHUP would kill the supervisor,
+    // a reload sent while it starts is ignored, and a stop is obeyed.
+    let mut signals = vec![
         (SignalKind::terminate(), "SIGTERM"),
         (SignalKind::interrupt(), "SIGINT"),
         (SignalKind::hangup(), "SIGHUP"),
@@ -139,6 +139,8 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
     })
     .collect::<Result<Vec<_>>>()?;
     let _claim = SupervisorLock::acquire(&data)?;
+    // Gone when this function returns, however it returns: no status outlives its supervisor.
+    let _status_file = RemoveOnDrop(data.join(status::STATUS_FILE));
     // Replaces a dead supervisor's status at once, so that status, stop and reload never
     // act on its pid.
     status::write_status(
@@ -153,8 +155,38 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
         },
     )?;
     // Opened here, before any worker: a bad directory or scheme fails now, and workers never
-    // race to create the store. Held open while serving, which also keeps repairs away.
-    let store = open_store(&data, options.shard_by.as_ref(), options.cache_bytes)?;
+    // race to create the store. Held open while serving, which also keeps repairs away. The
+    // open may be long (a wait for maintenance, a recovery), so it runs on its own thread
+    // while this one listens for a stop.
+    let opening = {
+        let (data, shard_by, cache) = (data.clone(), options.shard_by.clone(), options.cache_bytes);
+        runtime.spawn_blocking(move || open_store(&data, shard_by.as_ref(), cache))
+    };
+    let opened = runtime.block_on(async {
+        tokio::pin!(opening);
+        loop {
+            let [(term, _), (int, _), (hup, _)] = &mut signals[..] else {
+                unreachable!("three signal streams");
+            };
+            tokio::select! {
+                opened = &mut opening => return Some(opened),
+                _ = term.recv() => return None,
+                _ = int.recv() => return None,
+                _ = hup.recv() => tracing::info!("reload ignored: the cluster is still starting"),
+            }
+        }
+    });
+    let store = match opened {
+        None => {
+            tracing::info!("stopped before serving");
+            // Without waiting for the open: a process exit is as safe for redb as a crash.
+            drop(runtime_context);
+            runtime.shutdown_background();
+            return Ok(());
+        }
+        Some(Err(e)) => return Err(Error::io("opening the store", std::io::Error::other(e))),
+        Some(Ok(store)) => store?,
+    };
     let listener = bind(&options.host, options.port)?;
     let address = listener
         .local_addr()
@@ -181,10 +213,18 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
         );
         supervisor.run(signals).await
     });
-    let _ = std::fs::remove_file(data.join(status::STATUS_FILE));
     drop(listener);
     drop(store);
     result
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {

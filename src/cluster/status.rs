@@ -102,17 +102,19 @@ pub fn cluster_view(dir: &Path) -> ClusterView {
     let Some(status) = read_status(dir) else {
         return ClusterView::default();
     };
-    ClusterView {
-        workers: status
-            .workers
-            .into_iter()
-            .filter_map(|w| {
-                w.snapshot.map(|mut snap| {
-                    snap.restarts = w.restarts;
-                    snap
-                })
+    let workers: Vec<WorkerSnapshot> = status
+        .workers
+        .into_iter()
+        .filter_map(|w| {
+            w.snapshot.map(|mut snap| {
+                snap.restarts = w.restarts;
+                snap
             })
-            .collect(),
+        })
+        .collect();
+    ClusterView {
+        reported: Some(workers.clone()),
+        workers,
         retired: status.retired.unwrap_or_default(),
     }
 }

@@ -384,7 +384,15 @@ impl Supervisor {
         let uptime = p.started.elapsed();
         let how = describe(status);
         if let Some(last) = &p.snapshot {
-            self.retired.absorb(last);
+            // Counters only: the gauges of a process that is gone read zero.
+            let mut last = last.clone();
+            last.in_flight = 0;
+            last.isprime_running = 0;
+            for s in &mut last.shards {
+                s.queued = 0;
+                s.committing = 0;
+            }
+            self.retired.absorb(&last);
         }
         if let Phase::Stopping { .. } = self.phase {
             tracing::info!(slot, pid, status = %how, "worker exited");

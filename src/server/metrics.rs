@@ -216,17 +216,22 @@ impl WorkerSnapshot {
 /// have exited, so that cluster totals never go backwards across restarts and reloads.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView {
-    /// Live workers, sorted by pid.
+    /// Live workers, sorted by pid (the answering one with its live counters).
     pub workers: Vec<WorkerSnapshot>,
     /// The sum of every exited worker's last report.
     pub retired: WorkerSnapshot,
+    /// In cluster mode, every worker's last report as the supervisor published it, the
+    /// answering worker's included. Totals are summed from these and `retired` only: when a
+    /// worker dies, its last report moves from here to `retired` unchanged, so totals never
+    /// drop, where mixing in a worker's live counters would lose up to a second of them.
+    pub reported: Option<Vec<WorkerSnapshot>>,
 }
 
 impl ClusterView {
     /// Counters summed over live and exited workers.
     pub fn totals(&self) -> WorkerSnapshot {
         let mut t = self.retired.clone();
-        for w in &self.workers {
+        for w in self.reported.as_ref().unwrap_or(&self.workers) {
             t.absorb(w);
         }
         t.by_status

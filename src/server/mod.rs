@@ -221,8 +221,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let started = Instant::now();
     let method = request.method().clone();
     let _in_flight = InFlight::enter(state.metrics().in_flight());
+    let mut unread_body = false;
     let mut response = match read_body(request, state.inner.body_timeout).await {
-        Err(rejection) => rejection.into_response(),
+        Err(rejection) => {
+            // Part of the body may still be on its way: this connection cannot carry another
+            // request, so say so rather than close it under the client.
+            unread_body = true;
+            rejection.into_response()
+        }
         Ok(request) => {
             let timeout = state.inner.request_timeout;
             match tokio::time::timeout(timeout, next.run(request)).await {
@@ -250,7 +256,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     headers.insert(WORKER_PID_HEADER, state.inner.pid_header.clone());
     // Checked after the handler ran: a request in flight when draining began is answered with
     // Connection: close too, so its connection ends cleanly right after.
-    if state.is_draining() {
+    if state.is_draining() || unread_body {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
@@ -318,6 +324,35 @@ fn too_large() -> ApiError {
     )
 }
 
+/// The most connections to hold: [`MAX_CONNECTIONS`], or fewer if the descriptor limit (raised
+/// to its hard maximum first) would not leave room for shard files and logs.
+fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return MAX_CONNECTIONS;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        limit.rlim_cur
+    };
+    let reserve = 256;
+    usize::try_from(soft.saturating_sub(reserve))
+        .unwrap_or(usize::MAX)
+        .clamp(16, MAX_CONNECTIONS)
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then drains (see the module docs).
 pub async fn run(
     listener: TcpListener,
@@ -332,7 +367,7 @@ pub async fn run(
         .max_buf_size(MAX_BODY_BYTES.max(8192) * 2)
         .max_header_size(MAX_HEAD_BYTES);
     let mut connections = JoinSet::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(connection_cap()));
     tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting: clients wait in the kernel's queue, not in our memory.

@@ -3,7 +3,7 @@
 //! The check runs beside live writers: it opens each shard read-only (redb's MultiWriter
 //! protocol lets any number of processes read while others write) and reads one snapshot.
 //! Repair and destruction take `LOCK` exclusive, so they are refused with
-//! [`Error::Locked`] while any process has the store open.
+//! [`Error::Locked`](crate::Error::Locked) while any process has the store open.
 
 use std::path::Path;
 
@@ -11,8 +11,8 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTableMetadata, T
 
 use super::lock::StoreLock;
 use super::manifest::{MANIFEST_FILE, Manifest, sync_dir};
-use super::{DEFAULT_CACHE_BYTES, Store, no_store};
-use crate::error::{Error, Result};
+use super::{DEFAULT_CACHE_BYTES, Store, no_store, remove_if_present};
+use crate::error::Result;
 use crate::shard_by::ShardBy;
 
 /// The state of one shard file, as a check found it.
@@ -71,7 +71,7 @@ impl Store {
     }
 
     /// Runs redb's full integrity check on every shard and repairs what it can. Takes `LOCK`
-    /// exclusive: [`Error::Locked`] while the store is in use.
+    /// exclusive: [`Error::Locked`](crate::Error::Locked) while the store is in use.
     pub fn repair(dir: impl AsRef<Path>) -> Result<CheckReport> {
         let dir = dir.as_ref();
         let _lock = StoreLock::exclusive(dir)?;
@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// Deletes a store's MANIFEST and shard files (`LOCK` stays, so that a process waiting
-    /// on it never locks a file that was unlinked). [`Error::Locked`] while the store is in
+    /// on it never locks a file that was unlinked). [`Error::Locked`](crate::Error::Locked) while the store is in
     /// use.
     pub fn destroy(dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
@@ -110,14 +110,6 @@ fn check_store(dir: &Path, repair: bool) -> Result<CheckReport> {
         scheme: manifest.scheme.to_string(),
         shards,
     })
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
-    }
 }
 
 fn check_shard(dir: &Path, shard: usize, file: &str, repair: bool) -> ShardCheck {

@@ -151,17 +151,24 @@ impl StoreBuilder {
             return Ok(()); // Another creator finished first.
         }
         let strays = stray_shard_files(dir)?;
-        // Files an interrupted creation left: no store ever opened them (shards are opened
-        // only once MANIFEST exists), so they hold nothing and can be replaced. If any holds
-        // data, or cannot be read, the directory is an error: its routing is unknown.
-        // Only when all of them are empty: a mix is not an interrupted creation.
+        // Shard files appear under their final names only complete (see below), and no store
+        // opens a shard before MANIFEST exists, so empty ones are an interrupted creation's
+        // leftovers and hold nothing: replace them. If any holds data or cannot be read, the
+        // directory is an error: its routing is unknown.
         if !strays.is_empty() {
             if !strays.iter().all(|name| never_written(&dir.join(name))) {
+                let shown: Vec<&str> = strays.iter().take(8).map(String::as_str).collect();
+                let more = strays.len().saturating_sub(shown.len());
                 return Err(Error::Corrupted(format!(
-                    "{} holds shard files ({}) but no MANIFEST, so their routing is unknown; \
+                    "{} holds shard files ({}{}) but no MANIFEST, so their routing is unknown; \
                      restore MANIFEST, or move them away",
                     dir.display(),
-                    strays.join(", ")
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             for name in &strays {
@@ -174,9 +181,22 @@ impl StoreBuilder {
                 "replaced the empty shard files of an interrupted creation"
             );
         }
+        for name in list_dir(dir)? {
+            if let Some(shard) = name.strip_suffix(CREATING_SUFFIX)
+                && manifest::is_shard_file(shard)
+            {
+                remove_if_present(&dir.join(&name))?;
+            }
+        }
         let manifest = Manifest::new(scheme.clone());
         for (i, name) in manifest.shards.iter().enumerate() {
-            Shard::open(i, &dir.join(name), self.cache_bytes, self.commit_mode, true)?;
+            // Built under a temporary name and renamed, so a crash never leaves a half-made
+            // file under a shard's name (redb writes its header last).
+            let tmp = dir.join(format!("{name}{CREATING_SUFFIX}"));
+            remove_if_present(&tmp)?;
+            Shard::open(i, &tmp, self.cache_bytes, self.commit_mode, true)?;
+            std::fs::rename(&tmp, dir.join(name))
+                .map_err(|e| Error::io(format!("naming {name}"), e))?;
         }
         sync_dir(dir)?;
         manifest.write(dir)?;
@@ -240,6 +260,17 @@ fn no_store(dir: &Path) -> Error {
     ))
 }
 
+/// Suffix of a shard file being created.
+const CREATING_SUFFIX: &str = ".creating";
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
 /// Whether a shard file holds no data: empty, or a redb file without entries.
 fn never_written(path: &Path) -> bool {
     match std::fs::metadata(path) {
@@ -249,20 +280,24 @@ fn never_written(path: &Path) -> bool {
     }
 }
 
-fn stray_shard_files(dir: &Path) -> Result<Vec<String>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+/// The names of a directory's entries that are valid UTF-8, sorted.
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let listing = |e| Error::io(format!("listing {}", dir.display()), e);
     let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        if let Some(name) = entry.file_name().to_str()
-            && manifest::is_shard_file(name)
-        {
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        if let Some(name) = entry.map_err(listing)?.file_name().to_str() {
             names.push(name.to_owned());
         }
     }
     names.sort();
     Ok(names)
+}
+
+fn stray_shard_files(dir: &Path) -> Result<Vec<String>> {
+    Ok(list_dir(dir)?
+        .into_iter()
+        .filter(|name| manifest::is_shard_file(name))
+        .collect())
 }
 
 /// A sharded key-value store in one directory. Cheap to clone; all clones share the shard
