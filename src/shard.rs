@@ -170,6 +170,9 @@ pub(crate) struct Shard {
     /// Held only to push, pop and hand off; never across I/O.
     queue: Mutex<Queue>,
     counters: Counters,
+    /// Makes this shard's next leader panic before it takes redb's writer lock.
+    #[cfg(test)]
+    panic_next_leader: std::sync::atomic::AtomicBool,
 }
 
 impl Shard {
@@ -190,6 +193,8 @@ impl Shard {
             db: RwLock::new(Arc::new(db)),
             queue: Mutex::new(Queue::default()),
             counters: Counters::default(),
+            #[cfg(test)]
+            panic_next_leader: Default::default(),
         })
     }
 
@@ -279,7 +284,7 @@ impl Shard {
             answered: false,
         };
         #[cfg(test)]
-        if tests::PANIC_NEXT_LEADER.swap(false, Ordering::Relaxed) {
+        if self.panic_next_leader.swap(false, Ordering::Relaxed) {
             panic!("injected leader panic");
         }
         let db = self.db();
@@ -571,13 +576,8 @@ fn open_db(path: &Path, cache_bytes: usize, create: bool) -> Result<Database> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use super::*;
     use crate::batch::WriteBatch;
-
-    /// Makes the next leader panic before it takes redb's writer lock.
-    pub(super) static PANIC_NEXT_LEADER: AtomicBool = AtomicBool::new(false);
 
     fn put(key: &str) -> (Vec<Op>, usize) {
         let mut b = WriteBatch::routed_by(key);
@@ -599,7 +599,7 @@ mod tests {
             true,
         )
         .unwrap();
-        PANIC_NEXT_LEADER.store(true, Ordering::Relaxed);
+        shard.panic_next_leader.store(true, Ordering::Relaxed);
         let panicked = std::thread::scope(|s| {
             s.spawn(|| {
                 let (ops, bytes) = put("a");
