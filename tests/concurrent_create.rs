@@ -28,6 +28,19 @@ fn child_create() {
     }
 }
 
+fn files_ending_with(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(suffix)
+        })
+        .count()
+}
+
 #[test]
 fn racing_creators_agree_on_one_manifest() {
     for round in 0..3 {
@@ -79,16 +92,7 @@ fn racing_creators_agree_on_one_manifest() {
         let writers = store.scan("who", ..).unwrap();
         assert_eq!(writers.len(), 3);
         assert!(writers.iter().all(|(_, v)| *v == winner.as_bytes()));
-        let shard_files = std::fs::read_dir(&store_dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".redb")
-            })
-            .count();
+        let shard_files = files_ending_with(&store_dir, ".redb");
         assert_eq!(shard_files, store.shard_count());
     }
 }
@@ -130,15 +134,6 @@ fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
         .unwrap();
     store.put("who", "next", "ok").unwrap();
     assert_eq!(store.shard_count(), 1024);
-    let leftovers = std::fs::read_dir(&store_dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".creating")
-        })
-        .count();
+    let leftovers = files_ending_with(&store_dir, ".creating");
     assert_eq!(leftovers, 0);
 }
