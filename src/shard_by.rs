@@ -108,7 +108,8 @@ impl ShardBy {
         let mut splits = Vec::with_capacity(bounds.len() - 1);
         for pair in bounds.windows(2) {
             let ((_, hi), (lo, _)) = (&pair[0], &pair[1]);
-            let end = prefix_successor(hi);
+            // Bounds are UTF-8 text, never all 0xff, so a successor exists.
+            let end = prefix_successor(hi).unwrap_or_default();
             match lo.as_slice().cmp(end.as_slice()) {
                 Ordering::Equal => splits.push(lo.clone()),
                 Ordering::Greater => {
@@ -228,11 +229,6 @@ impl ShardBy {
         }
     }
 
-    /// Whether the scheme routes by alphabetical ranges (and so keeps key order across shards).
-    pub fn is_alphabetical(&self) -> bool {
-        matches!(self.0, Scheme::Alpha { .. })
-    }
-
     /// The alphabetical split points (lowercased), or `None` for a hash scheme.
     pub fn splits(&self) -> Option<&[Vec<u8>]> {
         match &self.0 {
@@ -277,17 +273,17 @@ fn cmp_lowercased(key: &[u8], split: &[u8]) -> Ordering {
         .cmp(split.iter().copied())
 }
 
-/// The least byte string greater than every string that starts with `prefix`.
-fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
+/// The least byte string greater than every string that starts with `prefix`, or `None` if
+/// there is none (the prefix is all 0xff bytes).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut s = prefix.to_vec();
     while let Some(last) = s.pop() {
         if last < u8::MAX {
             s.push(last + 1);
-            return s;
+            return Some(s);
         }
     }
-    // All 0xff: nothing follows. Bounds are UTF-8 text, so this cannot be reached from a spec.
-    Vec::new()
+    None
 }
 
 /// Validates and lowercases one bound of a spec.

@@ -8,6 +8,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use crate::shard_by::prefix_successor;
 use std::ops::{
     Bound, Range, RangeBounds, RangeFrom, RangeFull, RangeInclusive, RangeTo, RangeToInclusive,
 };
@@ -59,21 +61,9 @@ impl Scan {
     /// The keys that start with `prefix`.
     pub fn prefix(prefix: impl AsRef<[u8]>) -> Scan {
         let prefix = prefix.as_ref().to_vec();
-        let mut end = prefix.clone();
-        // The least string after every string with this prefix: bump the last byte below 0xff.
-        let end = loop {
-            match end.pop() {
-                Some(b) if b < u8::MAX => {
-                    end.push(b + 1);
-                    break Bound::Excluded(end);
-                }
-                Some(_) => continue,
-                None => break Bound::Unbounded,
-            }
-        };
         Scan {
+            end: prefix_successor(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
             start: Bound::Included(prefix),
-            end,
             limit: usize::MAX,
         }
     }
