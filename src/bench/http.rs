@@ -50,8 +50,6 @@ impl Response {
 pub struct Client {
     addr: String,
     conn: Option<BufReader<TcpStream>>,
-    /// Connections opened so far.
-    pub connects: usize,
 }
 
 impl Client {
@@ -63,7 +61,6 @@ impl Client {
                 .trim_end_matches('/')
                 .to_owned(),
             conn: None,
-            connects: 0,
         }
     }
 
@@ -80,21 +77,6 @@ impl Client {
             &[("content-type", "application/json")],
             body.as_bytes(),
         )
-    }
-
-    /// `PUT path` with a JSON body.
-    pub fn put_json(&mut self, path: &str, body: &str) -> io::Result<Response> {
-        self.send(
-            "PUT",
-            path,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-    }
-
-    /// `DELETE path`.
-    pub fn delete(&mut self, path: &str) -> io::Result<Response> {
-        self.send("DELETE", path, &[], b"")
     }
 
     /// Sends one request. On an I/O error the connection is dropped and the error
@@ -127,10 +109,7 @@ impl Client {
     fn round_trip(&mut self, request: &[u8], head_only: bool) -> io::Result<Response> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => {
-                self.connects += 1;
-                self.conn.insert(BufReader::new(connect(&self.addr)?))
-            }
+            None => self.conn.insert(BufReader::new(connect(&self.addr)?)),
         };
         conn.get_mut().write_all(request)?;
         read_response(conn, head_only)

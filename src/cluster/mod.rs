@@ -91,16 +91,14 @@ pub fn resolve_workers(n: i64, cpus: usize) -> usize {
 /// existing store; without one, an existing store keeps its scheme and a new one gets
 /// [`DEFAULT_SCHEME`].
 pub fn open_store(data: &Path, shard_by: Option<&ShardBy>, cache_bytes: usize) -> Result<Store> {
-    let scheme = match shard_by {
-        Some(s) => Some(s.clone()),
-        None if Store::scheme_of(data)?.is_some() => None,
-        None => Some(DEFAULT_SCHEME.parse()?),
-    };
-    let builder = match scheme {
-        Some(s) => Store::shard_by(s),
-        None => Store::builder(),
-    };
-    builder.cache_size(cache_bytes).open(data)
+    let with = |scheme: ShardBy| Store::shard_by(scheme).cache_size(cache_bytes).open(data);
+    match shard_by {
+        Some(scheme) => with(scheme.clone()),
+        None => match Store::builder().cache_size(cache_bytes).open(data) {
+            Err(Error::NotFound(_)) => with(DEFAULT_SCHEME.parse()?),
+            opened => opened,
+        },
+    }
 }
 
 /// Runs a cluster until it is stopped. Returns an error if it could not start or gave up on

@@ -13,7 +13,6 @@ use super::lock::StoreLock;
 use super::manifest::{MANIFEST_FILE, Manifest, sync_dir};
 use super::{DEFAULT_CACHE_BYTES, Store, no_store, remove_if_present};
 use crate::error::Result;
-use crate::shard_by::ShardBy;
 
 /// The state of one shard file, as a check found it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -90,11 +89,6 @@ impl Store {
             remove_if_present(&dir.join(name))?;
         }
         sync_dir(dir)
-    }
-
-    /// The routing scheme stored in `dir`, if it holds a store.
-    pub fn scheme_of(dir: impl AsRef<Path>) -> Result<Option<ShardBy>> {
-        Ok(Manifest::read(dir.as_ref())?.map(|m| m.scheme))
     }
 }
 
