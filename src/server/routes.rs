@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -44,27 +45,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
 /// Whether every percent-decoded part of a query string is valid UTF-8.
 fn percent_decodes_to_utf8(query: &str) -> bool {
-    query.split(['&', '=']).all(|part| {
-        let bytes = part.as_bytes();
-        let mut decoded = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        decoded.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => decoded.push(b'%'),
-                },
-                b => decoded.push(b),
-            }
-            i += 1;
-        }
-        std::str::from_utf8(&decoded).is_ok()
-    })
+    query
+        .split(['&', '='])
+        .all(|part| percent_decode_str(part).decode_utf8().is_ok())
 }
 
 /// `axum::extract::Path` whose rejections are [`ApiError`]s.
@@ -114,7 +97,7 @@ pub async fn create_dog(
     let registry = state.registry().clone();
     let stored = dog.clone();
     blocking(move || registry.create(&stored)).await?;
-    let location = format!("/dogs/{}", percent_encode(&dog.name));
+    let location = format!("/dogs/{}", utf8_percent_encode(&dog.name, PATH_SEGMENT));
     let mut response = (StatusCode::CREATED, Json(dog)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -319,15 +302,9 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Percent-encodes everything but unreserved characters, for a path segment.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Everything but RFC 3986's unreserved characters, for a path segment.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
