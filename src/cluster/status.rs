@@ -5,8 +5,7 @@
 //! pid, address, and every worker's state and latest snapshot. A `CLUSTER` file whose lock
 //! is free is stale: no cluster runs there.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::server::{ClusterView, WorkerSnapshot};
+use crate::store::{try_lock_file, write_atomically};
 
 /// The status file's name inside the data directory.
 pub const STATUS_FILE: &str = "CLUSTER";
@@ -77,17 +77,10 @@ pub fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Replaces `dir/CLUSTER`: readers see the old or the new file, never a torn one. Not
-/// fsync'd: the file describes live processes and means nothing after a crash.
+/// Replaces `dir/CLUSTER`: readers see the old or the new file, never a torn one.
 pub fn write_status(dir: &Path, status: &ClusterStatus) -> Result<()> {
-    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
-    let target = dir.join(STATUS_FILE);
     let bytes = serde_json::to_vec_pretty(status).expect("status serializes");
-    let io = |e| Error::io(format!("writing {}", target.display()), e);
-    let mut file = File::create(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, &target).map_err(io)
+    write_atomically(dir, STATUS_FILE, &bytes)
 }
 
 /// Reads `dir/CLUSTER`, if present and parseable.
@@ -128,18 +121,18 @@ pub struct SupervisorLock {
 impl SupervisorLock {
     /// Claims `dir` for this supervisor, or fails naming the one that has it.
     pub fn acquire(dir: &Path) -> Result<SupervisorLock> {
-        let file = open_lock(dir)?;
+        let path = dir.join(SUPERVISOR_LOCK_FILE);
         // `status` and `stop` probe this lock shared for an instant: retry briefly so that a
         // probe is never mistaken for a running supervisor.
         let deadline = Instant::now() + Duration::from_millis(300);
-        let mut taken = file.try_lock();
-        while matches!(taken, Err(TryLockError::WouldBlock)) && Instant::now() < deadline {
+        let mut taken = try_lock_file(&path, true)?;
+        while taken.is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-            taken = file.try_lock();
+            taken = try_lock_file(&path, true)?;
         }
         match taken {
-            Ok(()) => Ok(SupervisorLock { _file: file }),
-            Err(TryLockError::WouldBlock) => {
+            Some(file) => Ok(SupervisorLock { _file: file }),
+            None => {
                 let who = read_status(dir)
                     .map(|s| {
                         format!(
@@ -154,20 +147,8 @@ impl SupervisorLock {
                     dir.display()
                 )))
             }
-            Err(TryLockError::Error(e)) => Err(Error::io("locking CLUSTER.LOCK", e)),
         }
     }
-}
-
-fn open_lock(dir: &Path) -> Result<File> {
-    let path = dir.join(SUPERVISOR_LOCK_FILE);
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
 
 /// Whether a supervisor holds `dir` right now.
@@ -175,12 +156,7 @@ pub fn is_running(dir: &Path) -> Result<bool> {
     if !dir.join(SUPERVISOR_LOCK_FILE).exists() {
         return Ok(false);
     }
-    let file = open_lock(dir)?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(false),
-        Err(TryLockError::WouldBlock) => Ok(true),
-        Err(TryLockError::Error(e)) => Err(Error::io("checking CLUSTER.LOCK", e)),
-    }
+    Ok(try_lock_file(&dir.join(SUPERVISOR_LOCK_FILE), false)?.is_none())
 }
 
 /// The running cluster's status, or a clear error when none runs in `dir`.

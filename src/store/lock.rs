@@ -44,29 +44,35 @@ impl StoreLock {
     }
 
     fn try_take(dir: &Path, exclusive: bool) -> Result<Option<StoreLock>> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let taken = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match taken {
-            Ok(()) => Ok(Some(StoreLock { file, exclusive })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
-        }
+        Ok(try_lock_file(&dir.join(LOCK_FILE), exclusive)?
+            .map(|file| StoreLock { file, exclusive }))
     }
 
     /// Whether this is the exclusive (maintenance) lock.
     pub fn is_exclusive(&self) -> bool {
         self.exclusive
+    }
+}
+
+/// Opens (creating) a lock file and takes its flock without waiting: `Ok(None)` if another
+/// holder's lock conflicts. The lock lasts as long as the returned file is open.
+pub fn try_lock_file(path: &Path, exclusive: bool) -> Result<Option<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
     }
 }
 

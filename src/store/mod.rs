@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use lock::{LOCK_FILE, StoreLock};
+pub use lock::{LOCK_FILE, StoreLock, try_lock_file};
 pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
 pub use manifest::{MANIFEST_FILE, Manifest, sync_dir, write_atomically};
 pub use scan::{Entry, Scan};
