@@ -304,15 +304,18 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Ready(pid) => self.on_ready(pid),
+            // Frequent and not a change of state: the next tick publishes them.
             Event::Stats(pid, snapshot) => {
                 if let Some(p) = self.procs.get_mut(&pid) {
                     p.snapshot = Some(*snapshot);
                 }
+                return;
             }
             Event::Stderr(pid, line) => {
                 if let Some(p) = self.procs.get(&pid) {
                     self.slots[p.slot].last_stderr = line;
                 }
+                return;
             }
             Event::Exited(pid, status) => self.on_exit(pid, status),
             Event::Restart(slot) => self.on_restart(slot),
@@ -596,7 +599,8 @@ impl Supervisor {
         }
     }
 
-    /// Rewrites the status file.
+    /// Rewrites the status file: after every change of state, and once a second for the
+    /// workers' snapshots.
     fn publish(&self) {
         let state = match self.phase {
             Phase::Running => "running",
