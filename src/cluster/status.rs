@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::server::{ClusterView, WorkerSnapshot};
+use crate::server::{Peers, WorkerSnapshot};
 use crate::store::{try_lock_file, write_atomically};
 
 /// The status file's name inside the data directory.
@@ -91,11 +91,9 @@ pub fn read_status(dir: &Path) -> Option<ClusterStatus> {
 
 /// Every worker's latest snapshot, with restart counts, and the exited workers' totals, for
 /// `/stats` and `/metrics`.
-pub fn cluster_view(dir: &Path) -> ClusterView {
-    let Some(status) = read_status(dir) else {
-        return ClusterView::default();
-    };
-    let workers: Vec<WorkerSnapshot> = status
+pub fn peers(dir: &Path) -> Option<Peers> {
+    let status = read_status(dir)?;
+    let workers = status
         .workers
         .into_iter()
         .filter_map(|w| {
@@ -105,11 +103,10 @@ pub fn cluster_view(dir: &Path) -> ClusterView {
             })
         })
         .collect();
-    ClusterView {
-        reported: Some(workers.clone()),
+    Some(Peers {
         workers,
         retired: status.retired.unwrap_or_default(),
-    }
+    })
 }
 
 /// The supervisor's exclusive claim on a data directory. Dropping it releases the claim.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::status::cluster_view;
+use super::status::peers;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::server::{self, AppState, ServerConfig};
@@ -48,8 +48,11 @@ pub fn run(options: WorkerOptions) -> Result<()> {
         .set_nonblocking(true)
         .map_err(|e| Error::io("preparing the inherited socket", e))?;
     let data = options.data.clone();
-    let state = AppState::new(Registry::new(store), &options.server)
-        .with_peers(Arc::new(move || cluster_view(&data)));
+    let state = AppState::in_cluster(
+        Registry::new(store),
+        &options.server,
+        Arc::new(move || peers(&data)),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

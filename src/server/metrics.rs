@@ -212,39 +212,61 @@ impl WorkerSnapshot {
     }
 }
 
-/// What a worker knows of the cluster: every live worker, and the counters of workers that
-/// have exited, so that cluster totals never go backwards across restarts and reloads.
+/// What the supervisor publishes about the workers: each live worker's last report, and the
+/// sum of every exited worker's last report.
 #[derive(Clone, Debug, Default)]
-pub struct ClusterView {
-    /// Live workers, sorted by pid (the answering one with its live counters).
+pub struct Peers {
+    /// Each live worker's last report, with its restart count.
     pub workers: Vec<WorkerSnapshot>,
-    /// The sum of every exited worker's last report.
+    /// The counters of every worker that has exited, summed.
     pub retired: WorkerSnapshot,
-    /// In cluster mode, every worker's last report as the supervisor published it, the
-    /// answering worker's included. Totals are summed from these and `retired` only: when a
-    /// worker dies, its last report moves from here to `retired` unchanged, so totals never
-    /// drop, where mixing in a worker's live counters would lose up to a second of them.
-    pub reported: Option<Vec<WorkerSnapshot>>,
+}
+
+/// The cluster as one worker answers for it.
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    /// Every live worker, sorted by pid; the answering one with its live counters.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Counters summed over all workers, exited ones included.
+    pub totals: WorkerSnapshot,
 }
 
 impl ClusterView {
-    /// Counters summed over live and exited workers.
-    pub fn totals(&self) -> WorkerSnapshot {
-        let mut t = self.retired.clone();
-        for w in self.reported.as_ref().unwrap_or(&self.workers) {
-            t.absorb(w);
+    /// The view of worker `me`: alone without peers; in a cluster, its live self among its
+    /// peers' reports. In a cluster the totals are summed from published reports only: when
+    /// a worker dies, its last report moves from `workers` to `retired` unchanged, so totals
+    /// never drop, where mixing in live counters would lose up to a second of them.
+    pub fn new(me: WorkerSnapshot, peers: Option<Peers>) -> ClusterView {
+        let Some(peers) = peers else {
+            return ClusterView {
+                totals: me.clone(),
+                workers: vec![me],
+            };
+        };
+        let mut totals = peers.retired;
+        for w in &peers.workers {
+            totals.absorb(w);
         }
-        t.by_status
+        totals
+            .by_status
             .sort_by(|a, b| (&a.method, &a.route, a.status).cmp(&(&b.method, &b.route, b.status)));
-        t
+        let mut me = me;
+        let mut workers = peers.workers;
+        // The supervisor knows this worker's restart count; the worker does not.
+        if let Some(stale_me) = workers.iter().find(|w| w.pid == me.pid) {
+            me.restarts = stale_me.restarts;
+        }
+        workers.retain(|w| w.pid != me.pid);
+        workers.push(me);
+        workers.sort_by_key(|w| w.pid);
+        ClusterView { workers, totals }
     }
 }
 
 /// The `/stats` document: the answering worker, every live worker, and totals (requests and
 /// shards) over all workers, exited ones included.
 pub fn stats_json(me: &WorkerSnapshot, view: &ClusterView, scheme: &str) -> serde_json::Value {
-    let workers = &view.workers;
-    let totals = view.totals();
+    let (workers, totals) = (&view.workers, &view.totals);
     let shards: Vec<serde_json::Value> = totals
         .shards
         .iter()
@@ -291,8 +313,7 @@ pub fn stats_json(me: &WorkerSnapshot, view: &ClusterView, scheme: &str) -> serd
 /// and `shardkv_cluster_*` totals over all workers, exited ones included, so that they never
 /// go backwards.
 pub fn prometheus(view: &ClusterView) -> String {
-    let workers = &view.workers;
-    let totals = view.totals();
+    let (workers, totals) = (&view.workers, &view.totals);
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<String>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

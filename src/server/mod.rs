@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use error::ApiError;
-pub use metrics::{ClusterView, WorkerSnapshot};
+pub use metrics::{ClusterView, Peers, WorkerSnapshot};
 
 use crate::registry::Registry;
 
@@ -79,7 +79,7 @@ impl Default for ServerConfig {
 /// Where a worker finds the other workers' latest snapshots and the exited workers' totals
 /// (the cluster's status file), so that `/stats` and `/metrics` cover the whole cluster.
 /// Standalone servers have none.
-pub type PeerSource = Arc<dyn Fn() -> ClusterView + Send + Sync>;
+pub type PeerSource = Arc<dyn Fn() -> Option<Peers> + Send + Sync>;
 
 /// State shared by every handler of a worker. Cheap to clone.
 #[derive(Clone)]
@@ -101,8 +101,17 @@ struct Inner {
 }
 
 impl AppState {
-    /// State for a worker serving `registry`.
+    /// State for a standalone worker serving `registry`.
     pub fn new(registry: Registry, config: &ServerConfig) -> AppState {
+        AppState::build(registry, config, None)
+    }
+
+    /// State for a worker of a cluster, which finds the other workers through `peers`.
+    pub fn in_cluster(registry: Registry, config: &ServerConfig, peers: PeerSource) -> AppState {
+        AppState::build(registry, config, Some(peers))
+    }
+
+    fn build(registry: Registry, config: &ServerConfig, peers: Option<PeerSource>) -> AppState {
         let pid = std::process::id();
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         AppState {
@@ -115,19 +124,9 @@ impl AppState {
                 prime_permits: Semaphore::new(cpus),
                 request_timeout: config.request_timeout,
                 body_timeout: config.header_read_timeout,
-                peers: None,
+                peers,
                 pid_header: HeaderValue::from(pid),
             }),
-        }
-    }
-
-    /// The same state, reading peers from `peers`. Call before serving.
-    pub fn with_peers(self, peers: PeerSource) -> AppState {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_peers is called before the state is shared"));
-        inner.peers = Some(peers);
-        AppState {
-            inner: Arc::new(inner),
         }
     }
 
@@ -156,16 +155,7 @@ impl AppState {
     /// This worker and its peers, sorted by pid; `me` replaces any stale copy of itself.
     /// This worker (live) and its peers (from the status file), sorted by pid.
     fn cluster_view(&self, me: &WorkerSnapshot) -> ClusterView {
-        let mut view = self.inner.peers.as_ref().map(|p| p()).unwrap_or_default();
-        let mut me = me.clone();
-        // The supervisor knows this worker's restart count; the worker does not.
-        if let Some(stale_me) = view.workers.iter().find(|w| w.pid == me.pid) {
-            me.restarts = stale_me.restarts;
-        }
-        view.workers.retain(|w| w.pid != me.pid);
-        view.workers.push(me);
-        view.workers.sort_by_key(|w| w.pid);
-        view
+        ClusterView::new(me.clone(), self.inner.peers.as_ref().and_then(|p| p()))
     }
 
     /// Whether the worker is draining.
