@@ -281,10 +281,12 @@ mod tests {
             },
             ops,
             seconds: 1.0,
-            commits: ops,
-            writes: ops,
-            lock_wait_us: 0,
-            max_group: 1,
+            store: crate::ShardStats {
+                commits: ops,
+                writes: ops,
+                max_group: 1,
+                ..Default::default()
+            },
         }
     }
 

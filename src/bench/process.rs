@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::workload::{self, Mode, WorkerReport, Workload};
 use crate::error::{Error, Result};
+use crate::shard::ShardStats;
 use crate::shard_by::ShardBy;
 use crate::store::Store;
 
@@ -64,14 +65,9 @@ pub struct Measured {
     pub ops: u64,
     /// Wall time from `go` to the last worker's exit.
     pub seconds: f64,
-    /// Transactions committed, all processes.
-    pub commits: u64,
-    /// Writes committed, all processes.
-    pub writes: u64,
-    /// Time leaders waited for redb's writer lock, all processes, in microseconds.
-    pub lock_wait_us: u64,
-    /// The largest group one transaction committed.
-    pub max_group: u64,
+    /// Store counters summed over all processes and shards (commits, writes, writer-lock
+    /// wait, the largest group).
+    pub store: ShardStats,
 }
 
 impl Measured {
@@ -86,12 +82,12 @@ impl Measured {
 
     /// Writes per transaction.
     pub fn mean_group(&self) -> f64 {
-        ratio(self.writes, self.commits)
+        ratio(self.store.writes, self.store.commits)
     }
 
     /// Microseconds waited for the writer lock per transaction.
     pub fn lock_wait_per_commit_us(&self) -> f64 {
-        ratio(self.lock_wait_us, self.commits)
+        ratio(self.store.lock_wait_us, self.store.commits)
     }
 }
 
@@ -253,15 +249,15 @@ pub fn measure(
             run_for.as_secs_f64()
         )));
     }
-    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let mut store = ShardStats::default();
+    for r in &reports {
+        store += &r.store;
+    }
     Ok(Measured {
         config: *config,
         ops,
         seconds,
-        commits: sum(|r| r.commits),
-        writes: sum(|r| r.writes),
-        lock_wait_us: sum(|r| r.lock_wait_us),
-        max_group: reports.iter().map(|r| r.max_group).max().unwrap_or(0),
+        store,
     })
 }
 

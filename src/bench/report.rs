@@ -26,7 +26,7 @@ pub fn table(results: &[Measured]) -> String {
             m.ops,
             m.seconds,
             m.ops_per_sec(),
-            m.commits,
+            m.store.commits,
             m.mean_group(),
             m.lock_wait_per_commit_us(),
         );
@@ -53,11 +53,11 @@ pub fn csv(results: &[Measured]) -> String {
             m.ops,
             m.seconds,
             m.ops_per_sec(),
-            m.commits,
-            m.writes,
+            m.store.commits,
+            m.store.writes,
             m.mean_group(),
-            m.max_group,
-            m.lock_wait_us,
+            m.store.max_group,
+            m.store.lock_wait_us,
             m.lock_wait_per_commit_us(),
         );
     }
@@ -196,6 +196,7 @@ pub fn ratios(results: &[Measured]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ShardStats;
     use crate::bench::{Mode, Workload};
 
     fn m(workload: Workload, shards: usize, threads: usize, mode: Mode, ops: u64) -> Measured {
@@ -209,10 +210,13 @@ mod tests {
             },
             ops,
             seconds: 2.0,
-            commits: ops / 2,
-            writes: ops,
-            lock_wait_us: ops * 100,
-            max_group: 4,
+            store: ShardStats {
+                commits: ops / 2,
+                writes: ops,
+                lock_wait_us: ops * 100,
+                max_group: 4,
+                ..ShardStats::default()
+            },
         }
     }
 

@@ -198,45 +198,28 @@ pub fn run_thread(
 
 /// One worker process's result: its threads' tallies and its store counters, summed over
 /// shards.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {
     /// The worker's number, `0..procs`.
     pub proc_id: usize,
     /// Per thread, in thread order.
     pub threads: Vec<Tally>,
-    /// Transactions committed.
-    pub commits: u64,
-    /// Writes committed.
-    pub writes: u64,
-    /// Writes answered with a failed precondition.
-    pub rejected: u64,
-    /// Transactions that failed.
-    pub failed_commits: u64,
-    /// Time spent waiting for redb's cross-process writer lock, in microseconds.
-    pub lock_wait_us: u64,
-    /// The largest group committed.
-    pub max_group: u64,
+    /// The store's counters, summed over shards.
+    pub store: ShardStats,
 }
 
 impl WorkerReport {
     /// A report from the threads' tallies and the store's per-shard counters.
-    pub fn new(proc_id: usize, threads: Vec<Tally>, stats: &[ShardStats]) -> WorkerReport {
-        let mut r = WorkerReport {
+    pub fn new(proc_id: usize, threads: Vec<Tally>, shards: &[ShardStats]) -> WorkerReport {
+        let mut store = ShardStats::default();
+        for s in shards {
+            store += s;
+        }
+        WorkerReport {
             proc_id,
             threads,
-            ..WorkerReport::default()
-        };
-        let mut total = ShardStats::default();
-        for s in stats {
-            total += s;
+            store,
         }
-        r.commits = total.commits;
-        r.writes = total.writes;
-        r.rejected = total.rejected;
-        r.failed_commits = total.failed_commits;
-        r.lock_wait_us = total.lock_wait_us;
-        r.max_group = total.max_group;
-        r
     }
 
     /// Operations this process acknowledged.
@@ -255,15 +238,16 @@ fn failed(why: String) -> Error {
 /// each process's own counters agree with its threads.
 pub fn verify(store: &Store, workload: Workload, reports: &[WorkerReport]) -> Result<()> {
     for r in reports {
-        if r.writes != r.ops() || r.rejected != 0 || r.failed_commits != 0 {
+        let st = &r.store;
+        if st.writes != r.ops() || st.rejected != 0 || st.failed_commits != 0 {
             return Err(failed(format!(
                 "process {} acknowledged {} operations, but its store counted {} writes, \
                  {} rejected, {} failed commits",
                 r.proc_id,
                 r.ops(),
-                r.writes,
-                r.rejected,
-                r.failed_commits
+                st.writes,
+                st.rejected,
+                st.failed_commits
             )));
         }
     }
@@ -401,9 +385,11 @@ mod tests {
         WorkerReport {
             proc_id,
             threads,
-            commits: writes,
-            writes,
-            ..WorkerReport::default()
+            store: ShardStats {
+                commits: writes,
+                writes,
+                ..ShardStats::default()
+            },
         }
     }
 
@@ -435,7 +421,7 @@ mod tests {
         assert!(phantom.is_err());
         // The process's own counters must agree with its threads.
         let mut miscounted = report(0, vec![tally(5)]);
-        miscounted.writes = 4;
+        miscounted.store.writes = 4;
         assert!(verify(&store, Workload::Hot, &[miscounted]).is_err());
     }
 
