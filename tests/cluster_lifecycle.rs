@@ -1,4 +1,5 @@
-//! Cluster lifecycle with real processes: N workers answer from N pids; `status` lists them
+//! Cluster lifecycle with real processes: N workers answer from N pids (and `-i -K` means
+//! CPUs - K, as in PM2); JSON logs are JSON, the workers' included; `status` lists them
 //! with restart counts; SIGTERM lets a slow in-flight request finish and exits 0; `stop`
 //! stops; a second supervisor, a data directory that is a file, a conflicting scheme and a
 //! crash-looping worker all fail clearly instead of spinning; and workers whose supervisor is
@@ -335,4 +336,40 @@ fn a_stop_during_startup_is_obeyed() {
         "a stale status file was left"
     );
     drop(maintenance);
+}
+
+#[test]
+fn minus_k_workers_is_cpus_minus_k_and_json_logs_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(
+        &dir.path().join("shards"),
+        &["-i", "-1", "--log-format", "json"],
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let want = cpus.saturating_sub(1).max(1);
+    server.wait_workers("the workers online", Duration::from_secs(30), |w| {
+        w.iter().filter(|w| w.status == "online").count() == want
+    });
+    assert_eq!(http::get(&server.addr, "/").unwrap().status, 200);
+    // Stopping makes the workers log too (they drain), through the supervisor's stderr.
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    assert!(
+        server
+            .wait_exit(Duration::from_secs(30))
+            .expect("stopped")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let logs = server.stderr_text();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.iter().any(|l| l.contains("worker started")), "{logs}");
+    assert!(
+        lines.iter().any(|l| l.contains("worker draining")),
+        "no worker line: {logs}"
+    );
+    for line in lines {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON log line: {line}");
+    }
 }

@@ -48,6 +48,15 @@ fn seed_dogs_split_across_two_shard_files() {
         (200, json!({"name": "jungle", "color": "black"}))
     );
 
+    // The CLI reports the same, read-only, while the server runs.
+    let out = cluster::shardkv(&["check", "--data", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("alpha:a-m,n-z") && text.contains("dogs=4") && text.contains("dogs=2"),
+        "{text}"
+    );
+
     // Two shard files: a-m holds biscuit, bread, fancy feast, jungle; n-z holds peep, smokey.
     let report = Store::check(&data).unwrap();
     let dogs_in = |shard: usize| {
@@ -93,6 +102,8 @@ fn version_and_help_explain_themselves() {
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}");
     }
+    // Loopback unless asked otherwise.
+    assert!(help.contains("[default: 127.0.0.1]"), "{help}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Slow and greedy clients time out and never cost a 5xx: a body that never arrives is a 408,
 //! a declared body over the limit is a 413 at once, a client that sends no head is
-//! disconnected, and a client that stops reading its responses is disconnected.
+//! disconnected, and a client that stops reading its responses is disconnected. Work that
+//! outlasts the request timeout is answered 503, with a JSON error.
 
 mod common;
 
@@ -95,5 +96,23 @@ fn a_client_that_stops_reading_is_disconnected() {
     assert!(
         answered < 2000,
         "all {answered} responses were written to a client that was not reading"
+    );
+}
+
+#[test]
+fn a_request_over_the_request_timeout_is_a_json_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster::start(
+        &dir.path().join("shards"),
+        &["--workers", "1", "--request-timeout", "1s"],
+    );
+    // Seconds of trial division: far over the 1 s timeout.
+    let r = common::http::get(&server.addr, "/isprime?number=18446744073709551557").unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("request timeout"), "{}", r.text());
+    // The worker still answers.
+    assert_eq!(
+        common::http::get(&server.addr, "/healthz").unwrap().status,
+        200
     );
 }

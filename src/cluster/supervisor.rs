@@ -470,11 +470,8 @@ impl Supervisor {
             self.begin_stop(Some(why));
             return;
         }
-        if uptime >= STABLE_AFTER {
-            s.delay = None;
-        }
-        let delay = s.delay.unwrap_or(FIRST_DELAY);
-        s.delay = Some(delay.mul_f64(1.5).min(MAX_DELAY));
+        let (delay, next) = restart_delay(s.delay, uptime);
+        s.delay = Some(next);
         s.restarts += 1;
         s.restart_pending = true;
         tracing::warn!(slot, pid, status = %how, restart_in = ?delay, restarts = s.restarts, "worker exited unexpectedly");
@@ -647,6 +644,17 @@ impl Supervisor {
     }
 }
 
+/// PM2's backoff: the delay before restarting a slot whose worker died after `uptime`, and
+/// the delay after that. It starts at 100 ms, grows x1.5 per restart up to 15 s, and starts
+/// over once a worker stayed up 30 s.
+fn restart_delay(previous: Option<Duration>, uptime: Duration) -> (Duration, Duration) {
+    let delay = match previous {
+        Some(d) if uptime < STABLE_AFTER => d,
+        _ => FIRST_DELAY,
+    };
+    (delay, delay.mul_f64(1.5).min(MAX_DELAY))
+}
+
 fn signal_pid(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid)
         && pid > 0
@@ -666,5 +674,26 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "exited".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_follow_pm2() {
+        let quick = Duration::from_millis(10);
+        let mut delays = Vec::new();
+        let mut previous = None;
+        for _ in 0..14 {
+            let (delay, next) = restart_delay(previous, quick);
+            delays.push(delay.as_millis());
+            previous = Some(next);
+        }
+        assert_eq!(&delays[..5], [100, 150, 225, 337, 506]);
+        assert_eq!(delays[13], 15_000, "capped at 15 s");
+        // A worker that stayed up 30 s starts the backoff over.
+        assert_eq!(restart_delay(previous, STABLE_AFTER).0, FIRST_DELAY);
     }
 }
