@@ -1,22 +1,29 @@
 //! Single-shard atomic writes: the unit the store routes and the shard commits.
 //!
-//! A [`WriteBatch`] is a list of operations, possibly across collections, routed as one by a
-//! single key. It applies all or nothing: its [`Expect`] preconditions are checked against the
-//! state the batch sees (including earlier batches in the same group commit), then every
-//! write is applied, in order. A failed precondition applies nothing and leaves other batches
-//! in the same commit untouched.
+//! A [`WriteBatch`] is a list of operations, possibly across collections, on keys that share
+//! one route (see [`route_of`](crate::shard_by::route_of): the key itself, or its `{hash tag}`),
+//! so the batch lives in one shard. It applies all or nothing: its [`Expect`] preconditions
+//! and bounded increments are checked against the state the batch sees (including earlier
+//! batches in the same group commit), then every write is applied, in order. A failed check
+//! applies nothing and leaves other batches in the same commit untouched.
 //!
 //! ```
 //! use shardkv::{Expect, WriteBatch};
 //!
-//! // A dog and its color-index entry, routed by the dog's name, created only if absent.
-//! let mut batch = WriteBatch::routed_by("biscuit");
+//! // A dog and its color-index entry, created only if absent. The index key's hash tag
+//! // routes it with the dog, so both are written in one atomic single-shard batch.
+//! let mut batch = WriteBatch::new();
 //! batch
 //!     .expect("dogs", "biscuit", Expect::Absent)
 //!     .put("dogs", "biscuit", br#"{"color":"orange"}"#)
-//!     .put("dogs_by_color", "orange\0biscuit", b"");
-//! assert_eq!(batch.len(), 3);
+//!     .put("dogs_by_color", "orange\0{biscuit}", b"");
+//! assert_eq!(batch.route().unwrap(), Some(&b"biscuit"[..]));
 //! ```
+
+use std::ops::RangeInclusive;
+
+use crate::error::{Error, Result};
+use crate::shard_by::route_of;
 
 /// A precondition on one key's current value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +66,9 @@ pub enum Op {
         key: Vec<u8>,
     },
     /// Add `delta` to the decimal integer stored at the key (absent counts as 0). The new
-    /// value is reported in [`Written::values`].
+    /// value is reported in [`Written::values`]. If the new value would fall outside `bounds`,
+    /// the whole batch fails with [`Error::OutOfBounds`](crate::Error::OutOfBounds), which
+    /// reports the value the batch saw.
     Incr {
         /// Collection name.
         collection: String,
@@ -67,6 +76,9 @@ pub enum Op {
         key: Vec<u8>,
         /// Amount to add (may be negative).
         delta: i64,
+        /// The range the new value must stay within (`i64::MIN..=i64::MAX` for a plain
+        /// increment).
+        bounds: RangeInclusive<i64>,
     },
 }
 
@@ -92,26 +104,18 @@ impl Op {
     }
 }
 
-/// Several operations that commit together or not at all, in the one shard that the routing
-/// key names. Build one with [`WriteBatch::routed_by`] and submit it with
-/// [`Store::write`](crate::Store::write).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Several operations that commit together or not at all, in the one shard that their keys'
+/// shared route names. Build one with [`WriteBatch::new`] and submit it with
+/// [`Store::write`](crate::Store::write), which refuses a batch whose keys route differently.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
-    pub(crate) route: Vec<u8>,
     pub(crate) ops: Vec<Op>,
 }
 
 impl WriteBatch {
-    /// An empty batch that will be written to the shard owning `route`.
-    ///
-    /// Keys written through a batch live in the route's shard, whatever their own routing
-    /// would say: read keys written this way with [`Store::scan`](crate::Store::scan), which
-    /// looks in every shard, or route them by the key they are read by.
-    pub fn routed_by(route: impl AsRef<[u8]>) -> Self {
-        WriteBatch {
-            route: route.as_ref().to_vec(),
-            ops: Vec::new(),
-        }
+    /// An empty batch.
+    pub fn new() -> Self {
+        WriteBatch::default()
     }
 
     /// Adds a precondition.
@@ -147,10 +151,26 @@ impl WriteBatch {
 
     /// Adds an increment.
     pub fn incr(&mut self, collection: &str, key: impl AsRef<[u8]>, delta: i64) -> &mut Self {
+        self.incr_within(collection, key, delta, i64::MIN..=i64::MAX)
+    }
+
+    /// Adds an increment whose result must stay within `bounds`, or the batch fails with
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds). Concurrent bounded increments of one
+    /// key in one group commit each see the value the ones before them left, so they succeed
+    /// or fail in turn, without retries: a seat counter `incr_within(.., n, 0..=house)` never
+    /// oversells.
+    pub fn incr_within(
+        &mut self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        delta: i64,
+        bounds: RangeInclusive<i64>,
+    ) -> &mut Self {
         self.push(Op::Incr {
             collection: collection.to_owned(),
             key: key.as_ref().to_vec(),
             delta,
+            bounds,
         })
     }
 
@@ -160,9 +180,26 @@ impl WriteBatch {
         self
     }
 
-    /// The routing key.
-    pub fn route(&self) -> &[u8] {
-        &self.route
+    /// The route every key of the batch shares (`None` for an empty batch), or
+    /// [`Error::InvalidInput`] naming two keys that route differently.
+    pub fn route(&self) -> Result<Option<&[u8]>> {
+        let Some(first) = self.ops.first() else {
+            return Ok(None);
+        };
+        let route = route_of(first.key());
+        if let Some(other) = self.ops.iter().find(|op| route_of(op.key()) != route) {
+            let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            return Err(Error::InvalidInput(format!(
+                "a batch is written to one shard, so its keys must share a route: {:?} routes \
+                 by {:?} but {:?} by {:?}; give them a common hash tag, such as {:?}",
+                shown(first.key()),
+                shown(route),
+                shown(other.key()),
+                shown(route_of(other.key())),
+                format!("{{{}}}", shown(route)),
+            )));
+        }
+        Ok(Some(route))
     }
 
     /// The operations, in order.

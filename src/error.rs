@@ -8,6 +8,7 @@
 //! | [`Error::TooLarge`] | a key or value is over its limit | send less |
 //! | [`Error::NotFound`] | the thing named does not exist | report it |
 //! | [`Error::Conflict`] | a precondition did not hold; nothing was written | re-read, retry or report |
+//! | [`Error::OutOfBounds`] | a bounded increment would leave its range; nothing was written | report the value it saw |
 //! | [`Error::SchemeMismatch`] | the store was created with another routing | open with its scheme |
 //! | [`Error::Locked`] | another holder has the store in a conflicting mode | retry later |
 //! | [`Error::Corrupted`] | on-disk state is not what shardkv wrote | run `shardkv check` |
@@ -54,6 +55,22 @@ pub enum Error {
     /// A write's precondition did not hold; nothing of that write was applied.
     #[error("conflict: {0}")]
     Conflict(String),
+
+    /// A bounded increment ([`WriteBatch::incr_within`](crate::WriteBatch::incr_within))
+    /// would have left its range; nothing of that write was applied.
+    #[error("{key}: {current} + {delta} would leave {min}..={max}")]
+    OutOfBounds {
+        /// The counter's collection and key, as text.
+        key: String,
+        /// The value the write saw.
+        current: i64,
+        /// The increment asked for.
+        delta: i64,
+        /// Lowest value allowed.
+        min: i64,
+        /// Highest value allowed.
+        max: i64,
+    },
 
     /// The store on disk was created with a different routing scheme.
     #[error(
@@ -110,6 +127,7 @@ impl Error {
                 | Error::TooLarge { .. }
                 | Error::NotFound(_)
                 | Error::Conflict(_)
+                | Error::OutOfBounds { .. }
                 | Error::SchemeMismatch { .. }
         )
     }

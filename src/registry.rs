@@ -6,10 +6,14 @@
 //! |---|---|---|
 //! | `counters` | `requests` | decimal count |
 //! | `dogs` | name | dog JSON `{"name","color"}` |
-//! | `dogs_by_color` | `color \0 name` | dog JSON (a covering index) |
+//! | `dogs_by_color` | `color \0 name \0 {name}` | dog JSON (a covering index) |
 //!
-//! A dog and its index entry are routed by the dog's name, so both live in one shard and are
-//! written in **one atomic single-shard batch**: the index never disagrees with the dogs.
+//! An index key ends with the dog's name as its hash tag, so it routes with the dog (see
+//! [`route_of`](crate::shard_by::route_of)): both live in one shard and are written in **one
+//! atomic single-shard batch**, and the index never disagrees with the dogs. The name comes
+//! twice because the tag's closing `}` would sort `a}` after `ab}`: the first copy, ended by
+//! `\0` (which no name holds), orders the index by name. Names and colors may not contain `{`
+//! or `}`, which would change where a dog's keys route.
 //! Finding dogs by color scans the `color\0` prefix of the index in every shard and merges by
 //! name; it never scans the dogs themselves.
 //!
@@ -32,7 +36,7 @@ pub const COUNTERS: &str = "counters";
 pub const REQUESTS: &str = "requests";
 /// Collection of dogs, keyed by name.
 pub const DOGS: &str = "dogs";
-/// Index of dogs by color, keyed `color\0name`, routed by name.
+/// Index of dogs by color, keyed `color\0name\0{name}`, routed by name.
 pub const DOGS_BY_COLOR: &str = "dogs_by_color";
 
 /// Longest dog name, in bytes.
@@ -82,15 +86,13 @@ impl Dog {
     }
 }
 
+/// `color \0 name \0 {name}`: the prefix `color\0` selects one color, in name order, and
+/// the key of a name is below those of every later name.
 fn index_key(color: &str, name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(color.len() + 1 + name.len());
-    key.extend_from_slice(color.as_bytes());
-    key.push(0);
-    key.extend_from_slice(name.as_bytes());
-    key
+    format!("{color}\0{name}\0{{{name}}}").into_bytes()
 }
 
-/// Checks a name or color: 1..=max bytes, no control characters.
+/// Checks a name or color: 1..=max bytes, no control characters, no hash-tag braces.
 pub fn check_field(what: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() {
         return Err(Error::InvalidInput(format!("{what} must not be empty")));
@@ -104,6 +106,11 @@ pub fn check_field(what: &str, value: &str, max: usize) -> Result<()> {
     if value.chars().any(char::is_control) {
         return Err(Error::InvalidInput(format!(
             "{what} must not contain control characters"
+        )));
+    }
+    if value.contains(['{', '}']) {
+        return Err(Error::InvalidInput(format!(
+            "{what} must not contain '{{' or '}}'"
         )));
     }
     Ok(())
@@ -139,7 +146,7 @@ impl Registry {
     pub fn create(&self, dog: &Dog) -> Result<()> {
         let dog = Dog::new(&dog.name, &dog.color)?;
         let bytes = dog.to_bytes();
-        let mut batch = WriteBatch::routed_by(&dog.name);
+        let mut batch = WriteBatch::new();
         batch
             .expect(DOGS, &dog.name, Expect::Absent)
             .put(DOGS, &dog.name, &bytes)
@@ -196,7 +203,7 @@ impl Registry {
                 return Err(Error::NotFound(format!("no dog named {name:?}")));
             };
             let old = Dog::from_bytes(&bytes)?;
-            let mut batch = WriteBatch::routed_by(name);
+            let mut batch = WriteBatch::new();
             batch.expect(DOGS, name, Expect::Equals(bytes));
             let new = change(&old, &mut batch);
             match self.store.write(batch) {
@@ -214,7 +221,7 @@ impl Registry {
     /// starting after the name `after`.
     pub fn by_color(&self, color: &str, after: Option<&str>, limit: usize) -> Result<Vec<Dog>> {
         check_field("color", color, MAX_COLOR_BYTES)?;
-        let mut scan = Scan::prefix(index_key(color, "")).limit(limit);
+        let mut scan = Scan::prefix(format!("{color}\0")).limit(limit);
         if let Some(after) = after {
             scan = scan.after(index_key(color, after));
         }
@@ -318,5 +325,7 @@ mod tests {
         assert!(Dog::new("bis\ncuit", "orange").is_err());
         assert!(Dog::new("biscuit", "or\0ange").is_err());
         assert!(Dog::new("fancy feast", "white").is_ok());
+        assert!(Dog::new("bis{cuit}", "orange").is_err());
+        assert!(Dog::new("biscuit", "{orange").is_err());
     }
 }

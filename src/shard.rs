@@ -491,7 +491,7 @@ fn apply<'txn>(
             }
             Op::Put { value, .. } => staged.push((collection, key, Some(value.clone()))),
             Op::Delete { .. } => staged.push((collection, key, None)),
-            Op::Incr { delta, .. } => {
+            Op::Incr { delta, bounds, .. } => {
                 let old = match current.as_deref().map(parse_counter) {
                     None => 0,
                     Some(Some(n)) => n,
@@ -508,6 +508,15 @@ fn apply<'txn>(
                         String::from_utf8_lossy(key)
                     ))));
                 };
+                if !bounds.contains(&new) {
+                    return Ok(Err(Error::OutOfBounds {
+                        key: format!("{collection}/{}", String::from_utf8_lossy(key)),
+                        current: old,
+                        delta: *delta,
+                        min: *bounds.start(),
+                        max: *bounds.end(),
+                    }));
+                }
                 staged.push((collection, key, Some(new.to_string().into_bytes())));
                 written.values.push(new);
             }
@@ -580,7 +589,7 @@ mod tests {
     use crate::batch::WriteBatch;
 
     fn put(key: &str) -> (Vec<Op>, usize) {
-        let mut b = WriteBatch::routed_by(key);
+        let mut b = WriteBatch::new();
         b.put("c", key, "v");
         let bytes = b.payload_bytes();
         (b.ops, bytes)

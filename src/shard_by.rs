@@ -19,10 +19,20 @@
 //!   The range starts are part of the scheme and stored in MANIFEST, so one range can later be
 //!   split without moving the keys of the others.
 //!
+//! # One key, one place: hash tags
+//!
+//! A key is routed by its **route** ([`route_of`]), which is the whole key unless the key
+//! carries a hash tag, as in Redis Cluster: if the key holds a `{`, and a `}` somewhere after
+//! it, with at least one byte between them, the route is the bytes between the first `{` and
+//! the first `}` after it. So `dogs_by_color/orange\0{biscuit}` routes with the dog
+//! `biscuit`, and `{show-7}` and `{show-7}\0alice` always share a shard. Keys that must be
+//! written in one atomic batch carry the same route; routing follows from the key alone, so
+//! every read finds every write.
+//!
 //! Invariants (pinned by `tests/routing.rs`): routing is total and deterministic across
-//! processes and versions; for alphabetical schemes every key of shard `i` sorts before every
-//! key of shard `i+1` in lowercased byte order; hash ranges cover `0..=u64::MAX` without gap or
-//! overlap; `parse(display(s)) == s`.
+//! processes and versions; for alphabetical schemes every route of shard `i` sorts before
+//! every route of shard `i+1` in lowercased byte order; hash ranges cover `0..=u64::MAX`
+//! without gap or overlap; `parse(display(s)) == s`.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -47,6 +57,28 @@ enum Scheme {
     Alpha { splits: Vec<Vec<u8>> },
     /// Range starts over the xxh3 space: `starts[0] == 0`, strictly increasing.
     Hash { starts: Vec<u64> },
+}
+
+/// The bytes `key` is routed by: the content of its hash tag (between the first `{` and the
+/// first `}` after it, if that is not empty), or else the whole key.
+///
+/// ```
+/// use shardkv::shard_by::route_of;
+///
+/// assert_eq!(route_of(b"biscuit"), b"biscuit");
+/// assert_eq!(route_of(b"orange\0{biscuit}"), b"biscuit");
+/// assert_eq!(route_of(b"{show-7}\0alice"), b"show-7");
+/// assert_eq!(route_of(b"a{}b"), b"a{}b"); // an empty tag is no tag
+/// ```
+pub fn route_of(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&b| b == b'{') else {
+        return key;
+    };
+    let rest = &key[open + 1..];
+    match rest.iter().position(|&b| b == b'}') {
+        Some(len) if len > 0 => &rest[..len],
+        _ => key,
+    }
 }
 
 /// The key range one shard covers, for MANIFEST and tools.
@@ -214,8 +246,10 @@ impl ShardBy {
         }
     }
 
-    /// The shard that holds `key`, in `0..shard_count()`. Total and deterministic.
+    /// The shard that holds `key`, in `0..shard_count()`: the range its [`route_of`] falls
+    /// in. Total and deterministic.
     pub fn shard_of(&self, key: &[u8]) -> usize {
+        let key = route_of(key);
         match &self.0 {
             // Shard i holds split[i-1] <= key < split[i]: count the splits at or below the key.
             Scheme::Alpha { splits } => {

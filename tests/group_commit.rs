@@ -129,8 +129,8 @@ fn failed_precondition_in_a_group_fails_alone() {
         let store = store.clone();
         std::thread::spawn(move || {
             // Writes one key, then fails its check: nothing of it may land.
-            let mut b = WriteBatch::routed_by("taken");
-            b.put("dogs", "half", "written?")
+            let mut b = WriteBatch::new();
+            b.put("dogs", "half{taken}", "written?")
                 .expect("dogs", "taken", Expect::Absent)
                 .put("dogs", "taken", "clobbered");
             store.write(b)
@@ -174,7 +174,7 @@ fn failed_precondition_in_a_group_fails_alone() {
     assert_eq!(after.writes - before.writes, 11);
     assert_eq!(after.rejected - before.rejected, 3);
     assert_eq!(store.get("dogs", "taken").unwrap(), Some(b"old".to_vec()));
-    assert_eq!(store.get("dogs", "half").unwrap(), None);
+    assert_eq!(store.get("dogs", "half{taken}").unwrap(), None);
     assert_eq!(
         store.get("counters", "words").unwrap(),
         Some(b"not a number".to_vec())

@@ -7,14 +7,22 @@
 
 mod common;
 
-use common::model::{BatchOp, COLLECTIONS, KEY_PARTS, Model, Step, Sut, VALUES, apply_model};
+use common::model::{
+    BatchOp, COLLECTIONS, KEY_FORMS, KEY_PARTS, Model, Step, Sut, VALUES, apply_model, key_form,
+};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
-fn key() -> impl Strategy<Value = String> {
+/// A plain key (a route).
+fn plain_key() -> impl Strategy<Value = String> {
     proptest::collection::vec(prop::sample::select(KEY_PARTS.to_vec()), 1..3)
         .prop_map(|parts| parts.concat())
+}
+
+/// A key in one of the forms that route by a plain key (itself, or through a hash tag).
+fn key() -> impl Strategy<Value = String> {
+    (0..KEY_FORMS.len(), plain_key()).prop_map(|(form, route)| key_form(form, &route))
 }
 
 fn value() -> impl Strategy<Value = String> {
@@ -79,12 +87,31 @@ impl ReferenceStateMachine for Machine {
         };
         let delta = prop_oneof![-3i64..=3, Just(i64::MAX)];
         let h = 0usize..2;
-        let batch_op = prop_oneof![
-            (collection(), expected.clone()).prop_map(|(c, v)| BatchOp::Expect(c, v)),
-            (collection(), value()).prop_map(|(c, v)| BatchOp::Put(c, v)),
-            collection().prop_map(BatchOp::Delete),
-            (collection(), delta.clone()).prop_map(|(c, d)| BatchOp::Incr(c, d)),
-        ];
+        // A batch's keys are forms of one route; now and then one key has another route, and
+        // the store must refuse the whole batch.
+        let batch_key = |route: String| {
+            prop_oneof![
+                12 => (0..KEY_FORMS.len()).prop_map(move |form| key_form(form, &route)),
+                1 => crate::key(),
+            ]
+        };
+        let (expected_in_batch, delta_in_batch) = (expected.clone(), delta.clone());
+        let batch_op = move |route: String| {
+            let (expected, delta) = (expected_in_batch.clone(), delta_in_batch.clone());
+            let k = batch_key(route);
+            prop_oneof![
+                (collection(), k.clone(), expected.clone())
+                    .prop_map(|(c, k, v)| BatchOp::Expect(c, k, v)),
+                (collection(), k.clone(), value()).prop_map(|(c, k, v)| BatchOp::Put(c, k, v)),
+                (collection(), k.clone()).prop_map(|(c, k)| BatchOp::Delete(c, k)),
+                (collection(), k.clone(), delta.clone())
+                    .prop_map(|(c, k, d)| BatchOp::Incr(c, k, d)),
+                (collection(), k, -3i64..=3, -2i64..=0, 0i64..=3)
+                    .prop_map(|(c, k, d, lo, hi)| BatchOp::IncrWithin(c, k, d, lo, hi)),
+            ]
+        };
+        let batch = plain_key()
+            .prop_flat_map(move |route| proptest::collection::vec(batch_op(route), 1..5));
         let bound = proptest::option::of(key.clone());
         prop_oneof![
             4 => (h.clone(), collection(), key.clone(), value()).prop_map(|(h, c, k, v)| Step::Put(h, c, k, v)),
@@ -93,8 +120,7 @@ impl ReferenceStateMachine for Machine {
                 .prop_map(|(h, c, k, e, n)| Step::Cas(h, c, k, e, n)),
             2 => (h.clone(), collection(), key.clone()).prop_map(|(h, c, k)| Step::Delete(h, c, k)),
             3 => (h.clone(), collection(), key.clone(), delta).prop_map(|(h, c, k, d)| Step::Incr(h, c, k, d)),
-            2 => (h.clone(), key.clone(), proptest::collection::vec(batch_op, 1..5))
-                .prop_map(|(h, k, ops)| Step::Batch(h, k, ops)),
+            3 => (h.clone(), batch).prop_map(|(h, ops)| Step::Batch(h, ops)),
             2 => (h.clone(), collection(), key).prop_map(|(h, c, k)| Step::Get(h, c, k)),
             2 => (h.clone(), collection(), bound.clone(), bound.clone(), bound, 0usize..6)
                 .prop_map(|(h, c, lo, hi, after, limit)| Step::Scan(h, c, lo, hi, after, limit)),

@@ -3,6 +3,7 @@
 //! u64 space without gap or overlap, and specs that round-trip through Display and FromStr.
 
 use proptest::prelude::*;
+use shardkv::shard_by::route_of;
 use shardkv::{ShardBy, ShardRange};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -30,6 +31,8 @@ fn any_key() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..12),
         "[a-zA-Z0-9~ ]{0,8}".prop_map(String::into_bytes),
+        // Hash tags, well-formed or not.
+        "[a-z{}]{0,4}\\{[a-z{}]{0,4}\\}[a-z{}]{0,4}".prop_map(String::into_bytes),
     ]
 }
 
@@ -49,7 +52,7 @@ proptest! {
     #[test]
     fn alphabetical_shards_are_ordered(scheme in alpha_scheme(), a in any_key(), b in any_key()) {
         let (sa, sb) = (scheme.shard_of(&a), scheme.shard_of(&b));
-        let (la, lb) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+        let (la, lb) = (route_of(&a).to_ascii_lowercase(), route_of(&b).to_ascii_lowercase());
         if sa < sb {
             prop_assert!(la < lb, "{:?} in shard {} does not sort before {:?} in shard {}", la, sa, lb, sb);
         }
@@ -59,7 +62,7 @@ proptest! {
 
     #[test]
     fn alphabetical_keys_fall_inside_their_range(scheme in alpha_scheme(), key in any_key()) {
-        let lower = key.to_ascii_lowercase();
+        let lower = route_of(&key).to_ascii_lowercase();
         match scheme.range_of(scheme.shard_of(&key)) {
             ShardRange::Alpha { start, end } => {
                 prop_assert!(start.is_none_or(|s| lower >= s));
@@ -84,7 +87,7 @@ proptest! {
             prop_assert!(w[0].0 <= w[0].1);
             prop_assert_eq!(w[0].1 + 1, w[1].0);
         }
-        let h = xxh3_64(&key);
+        let h = xxh3_64(route_of(&key));
         let (start, last) = ranges[scheme.shard_of(&key)];
         prop_assert!(start <= h && h <= last);
     }
@@ -146,3 +149,38 @@ fn routing_is_stable_across_versions() {
 
 const GOLDEN_HASH8: [usize; 6] = [1, 2, 3, 5, 4, 6];
 const GOLDEN_XXH3_BISCUIT: u64 = 3_579_693_250_532_328_020;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// One key, one place: a key with a hash tag routes exactly as the tag's content does, in
+    /// every scheme, wherever the tag stands.
+    #[test]
+    fn a_hash_tag_routes_with_the_key_it_names(
+        scheme in any_scheme(),
+        route in "[a-zA-Z0-9~ ]{1,8}",
+        before in "[a-z\\x00]{0,4}",
+        after in "[a-z\\x00{}]{0,4}",
+    ) {
+        let tagged = format!("{before}{{{route}}}{after}");
+        prop_assert_eq!(route_of(tagged.as_bytes()), route.as_bytes());
+        prop_assert_eq!(scheme.shard_of(tagged.as_bytes()), scheme.shard_of(route.as_bytes()));
+    }
+}
+
+#[test]
+fn hash_tags_follow_redis_cluster() {
+    let cases: [(&str, &str); 8] = [
+        ("biscuit", "biscuit"),
+        ("orange\0{biscuit}", "biscuit"),
+        ("{user1000}.following", "user1000"),
+        ("foo{}{bar}", "foo{}{bar}"), // the first `{` has an empty tag: no tag
+        ("foo{{bar}}zap", "{bar"),
+        ("foo{bar}{zap}", "bar"),
+        ("{unclosed", "{unclosed"),
+        ("}{x}", "x"),
+    ];
+    for (key, route) in cases {
+        assert_eq!(route_of(key.as_bytes()), route.as_bytes(), "{key:?}");
+    }
+}

@@ -9,7 +9,7 @@ use shardkv::ShardBy;
 #[path = "../../tests/common/model.rs"]
 mod model;
 
-use model::{BatchOp, COLLECTIONS, KEY_PARTS, Step, Sut, VALUES};
+use model::{BatchOp, COLLECTIONS, KEY_FORMS, KEY_PARTS, Step, Sut, VALUES, key_form};
 
 /// Reads small choices from the input; runs dry as zeros.
 struct Bytes<'a>(&'a [u8]);
@@ -33,9 +33,20 @@ impl Bytes<'_> {
     fn collection(&mut self) -> &'static str {
         self.pick(&COLLECTIONS)
     }
-    fn key(&mut self) -> String {
+    fn plain_key(&mut self) -> String {
         let n = 1 + self.byte() % 2;
         (0..n).map(|_| self.pick(&KEY_PARTS)).collect()
+    }
+    fn key(&mut self) -> String {
+        let form = self.byte() as usize % KEY_FORMS.len();
+        key_form(form, &self.plain_key())
+    }
+    /// A form of `route`, or now and then a key of its own route.
+    fn key_of(&mut self, route: &str) -> String {
+        match self.byte() % 16 {
+            15 => self.key(),
+            n => key_form(n as usize, route),
+        }
     }
     fn value(&mut self) -> String {
         self.pick(&VALUES).to_owned()
@@ -74,16 +85,21 @@ fn step(b: &mut Bytes) -> Step {
         3 => Step::Delete(h, b.collection(), b.key()),
         4 => Step::Incr(h, b.collection(), b.key(), b.delta()),
         5 => {
-            let key = b.key();
+            let route = b.plain_key();
             let ops = (0..1 + b.byte() % 4)
-                .map(|_| match b.byte() % 4 {
-                    0 => BatchOp::Expect(b.collection(), b.maybe_value()),
-                    1 => BatchOp::Put(b.collection(), b.value()),
-                    2 => BatchOp::Delete(b.collection()),
-                    _ => BatchOp::Incr(b.collection(), b.delta()),
+                .map(|_| match b.byte() % 5 {
+                    0 => BatchOp::Expect(b.collection(), b.key_of(&route), b.maybe_value()),
+                    1 => BatchOp::Put(b.collection(), b.key_of(&route), b.value()),
+                    2 => BatchOp::Delete(b.collection(), b.key_of(&route)),
+                    3 => BatchOp::Incr(b.collection(), b.key_of(&route), b.delta()),
+                    _ => {
+                        let (c, k, d) = (b.collection(), b.key_of(&route), b.delta() % 4);
+                        let lo = -i64::from(b.byte() % 3);
+                        BatchOp::IncrWithin(c, k, d, lo, i64::from(b.byte() % 4))
+                    }
                 })
                 .collect();
-            Step::Batch(h, key, ops)
+            Step::Batch(h, ops)
         }
         6 => Step::Get(h, b.collection(), b.key()),
         7 | 8 => Step::Scan(h, b.collection(), b.maybe_key(), b.maybe_key(), b.maybe_key(), (b.byte() % 6) as usize),

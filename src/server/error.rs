@@ -48,7 +48,7 @@ impl From<Error> for ApiError {
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::OutOfBounds { .. } => StatusCode::CONFLICT,
             Error::Locked(_) => {
                 tracing::warn!(error = %e, "store locked");
                 return ApiError::unavailable("the store is busy (maintenance); try again later");

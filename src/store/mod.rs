@@ -387,7 +387,8 @@ impl Store {
             .map(|n| self.inner.dir.join(n))
     }
 
-    /// The shard that holds `key` (for keys not written through another key's batch).
+    /// The shard that holds `key`: the one its route names (see
+    /// [`route_of`](crate::shard_by::route_of)), for every call.
     pub fn shard_of(&self, key: impl AsRef<[u8]>) -> usize {
         self.inner.manifest.scheme.shard_of(key.as_ref())
     }
@@ -412,7 +413,7 @@ impl Store {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<()> {
-        let mut batch = WriteBatch::routed_by(&key);
+        let mut batch = WriteBatch::new();
         batch.put(collection, key, value);
         self.write(batch).map(drop)
     }
@@ -424,7 +425,7 @@ impl Store {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<bool> {
-        let mut batch = WriteBatch::routed_by(&key);
+        let mut batch = WriteBatch::new();
         batch
             .expect(collection, &key, Expect::Absent)
             .put(collection, &key, value);
@@ -440,7 +441,7 @@ impl Store {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool> {
-        let mut batch = WriteBatch::routed_by(&key);
+        let mut batch = WriteBatch::new();
         batch.expect(
             collection,
             &key,
@@ -455,7 +456,7 @@ impl Store {
 
     /// Deletes `key`. Returns whether it existed.
     pub fn delete(&self, collection: &str, key: impl AsRef<[u8]>) -> Result<bool> {
-        let mut batch = WriteBatch::routed_by(&key);
+        let mut batch = WriteBatch::new();
         batch
             .expect(collection, &key, Expect::Present)
             .delete(collection, &key);
@@ -465,17 +466,19 @@ impl Store {
     /// Adds `delta` to the decimal integer at `key` (absent is 0) and returns the new value.
     /// Exact across threads and processes: no two calls see the same result.
     pub fn incr(&self, collection: &str, key: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
-        let mut batch = WriteBatch::routed_by(&key);
+        let mut batch = WriteBatch::new();
         batch.incr(collection, key, delta);
         let written = self.write(batch)?;
         Ok(written.values[0])
     }
 
-    /// Commits a batch atomically in the shard of its routing key. Durable when it returns.
+    /// Commits a batch atomically in the shard of its keys' shared route. Durable when it
+    /// returns.
     ///
-    /// A failed [`Expect`] is [`Error::Conflict`] and writes nothing of the batch.
+    /// A failed [`Expect`] is [`Error::Conflict`], a bounded increment that would leave its
+    /// range is [`Error::OutOfBounds`], and keys that do not share a route are
+    /// [`Error::InvalidInput`]; each writes nothing of the batch.
     pub fn write(&self, batch: WriteBatch) -> Result<Written> {
-        check_key(&batch.route)?;
         let payload = batch.payload_bytes();
         for op in &batch.ops {
             check_collection(op.collection())?;
@@ -494,10 +497,10 @@ impl Store {
                 });
             }
         }
-        if batch.ops.is_empty() {
+        let Some(route) = batch.route()? else {
             return Ok(Written::default());
-        }
-        let shard = self.shard_of(&batch.route);
+        };
+        let shard = self.shard_of(route);
         self.inner.shards[shard].write(batch.ops, payload)
     }
 
