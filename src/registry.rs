@@ -128,9 +128,12 @@ impl Registry {
         Registry { store }
     }
 
-    /// Counts one request and returns the new count: exact across processes.
-    pub fn hit(&self) -> Result<i64> {
-        self.store.incr(COUNTERS, REQUESTS, 1)
+    /// Counts one request and returns the new count: exact across processes, durable when it
+    /// resolves.
+    pub async fn hit(&self) -> Result<i64> {
+        let mut batch = WriteBatch::new();
+        batch.incr(COUNTERS, REQUESTS, 1);
+        Ok(self.store.write_async(batch).await?.values[0])
     }
 
     /// The current count.
@@ -143,7 +146,7 @@ impl Registry {
     }
 
     /// Registers a new dog; [`Error::Conflict`] if the name is taken.
-    pub fn create(&self, dog: &Dog) -> Result<()> {
+    pub async fn create(&self, dog: &Dog) -> Result<()> {
         let dog = Dog::new(&dog.name, &dog.color)?;
         let bytes = dog.to_bytes();
         let mut batch = WriteBatch::new();
@@ -151,7 +154,7 @@ impl Registry {
             .expect(DOGS, &dog.name, Expect::Absent)
             .put(DOGS, &dog.name, &bytes)
             .put(DOGS_BY_COLOR, dog.index_key(), &bytes);
-        match self.store.write(batch) {
+        match self.store.write_async(batch).await {
             Err(Error::Conflict(_)) => Err(Error::Conflict(format!(
                 "a dog named {:?} already exists",
                 dog.name
@@ -170,7 +173,7 @@ impl Registry {
     }
 
     /// Changes a dog's color, moving its index entry in the same transaction.
-    pub fn recolor(&self, name: &str, color: &str) -> Result<Dog> {
+    pub async fn recolor(&self, name: &str, color: &str) -> Result<Dog> {
         let wanted = Dog::new(name, color)?;
         self.update(name, |old, batch| {
             if old.color != wanted.color {
@@ -182,21 +185,27 @@ impl Registry {
             }
             wanted.clone()
         })
+        .await
     }
 
     /// Removes a dog and its index entry.
-    pub fn delete(&self, name: &str) -> Result<Dog> {
+    pub async fn delete(&self, name: &str) -> Result<Dog> {
         self.update(name, |old, batch| {
             batch
                 .delete(DOGS, name)
                 .delete(DOGS_BY_COLOR, old.index_key());
             old.clone()
         })
+        .await
     }
 
     /// Read, then write conditionally on the dog being unchanged; retried when a concurrent
     /// writer got there first. [`Error::NotFound`] if there is no such dog.
-    fn update(&self, name: &str, change: impl Fn(&Dog, &mut WriteBatch) -> Dog) -> Result<Dog> {
+    async fn update(
+        &self,
+        name: &str,
+        change: impl Fn(&Dog, &mut WriteBatch) -> Dog,
+    ) -> Result<Dog> {
         check_field("name", name, MAX_NAME_BYTES)?;
         for _ in 0..UPDATE_RETRIES {
             let Some(bytes) = self.store.get(DOGS, name)? else {
@@ -206,7 +215,7 @@ impl Registry {
             let mut batch = WriteBatch::new();
             batch.expect(DOGS, name, Expect::Equals(bytes));
             let new = change(&old, &mut batch);
-            match self.store.write(batch) {
+            match self.store.write_async(batch).await {
                 Ok(_) => return Ok(new),
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),

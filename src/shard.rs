@@ -35,12 +35,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use redb::{
     ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
 };
@@ -146,21 +146,55 @@ enum Wake {
     Done(Result<Written>),
 }
 
+/// How a queued write is answered.
+enum Reply {
+    /// A thread blocked in [`Shard::write`]: told to lead, or given its outcome.
+    Thread(mpsc::SyncSender<Wake>),
+    /// A task awaiting [`Shard::write_async`]: given its outcome, once. It never leads; the
+    /// shard's committer thread leads for it.
+    Task(oneshot::Sender<Result<Written>>),
+}
+
 struct Waiter {
     ops: Vec<Op>,
     bytes: usize,
-    reply: mpsc::SyncSender<Wake>,
+    reply: Reply,
+}
+
+impl Waiter {
+    fn answer(self, result: Result<Written>) {
+        // A caller that went away (a cancelled task) no longer needs its answer.
+        match self.reply {
+            Reply::Thread(tx) => {
+                let _ = tx.try_send(Wake::Done(result));
+            }
+            Reply::Task(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiter>,
-    /// Whether some caller is leading. While true, new callers only queue.
+    /// Whether some caller or the committer is leading. While true, new callers only queue.
     leading: bool,
+    /// The committer thread is to lead next (the queue's front is a task's write).
+    committer_leads: bool,
+    /// The shard is being dropped: the committer exits once nothing is left for it.
+    closing: bool,
 }
 
-/// One shard file and its committer. Shared by all threads of a process through `Store`.
+/// One shard file and its committer. Shared by all threads of a process through `Store`; the
+/// state lives in [`Core`], which the committer thread shares.
 pub(crate) struct Shard {
+    core: Arc<Core>,
+    /// Started by the first async write; stopped and joined on drop, before the file closes.
+    committer: OnceLock<std::thread::JoinHandle<()>>,
+}
+
+pub(crate) struct Core {
     id: usize,
     path: PathBuf,
     cache_bytes: usize,
@@ -169,10 +203,30 @@ pub(crate) struct Shard {
     db: RwLock<Arc<Database>>,
     /// Held only to push, pop and hand off; never across I/O.
     queue: Mutex<Queue>,
+    /// Wakes the committer thread (with `queue`).
+    wake: Condvar,
     counters: Counters,
     /// Makes this shard's next leader panic before it takes redb's writer lock.
     #[cfg(test)]
     panic_next_leader: std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for Shard {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        if let Some(committer) = self.committer.take() {
+            self.core.queue.lock().closing = true;
+            self.core.wake.notify_one();
+            let _ = committer.join();
+        }
+    }
 }
 
 impl Shard {
@@ -186,18 +240,54 @@ impl Shard {
     ) -> Result<Shard> {
         let db = open_db(path, cache_bytes, create)?;
         Ok(Shard {
-            id,
-            path: path.to_path_buf(),
-            cache_bytes,
-            mode,
-            db: RwLock::new(Arc::new(db)),
-            queue: Mutex::new(Queue::default()),
-            counters: Counters::default(),
-            #[cfg(test)]
-            panic_next_leader: Default::default(),
+            core: Arc::new(Core {
+                id,
+                path: path.to_path_buf(),
+                cache_bytes,
+                mode,
+                db: RwLock::new(Arc::new(db)),
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+                counters: Counters::default(),
+                #[cfg(test)]
+                panic_next_leader: Default::default(),
+            }),
+            committer: OnceLock::new(),
         })
     }
 
+    /// Commits `ops` atomically, as part of a group, for an async caller: the write is
+    /// queued and the caller awaits its outcome, which arrives once it is durable. No thread
+    /// waits for it: the shard's committer thread leads the groups that hold async writes.
+    ///
+    /// Dropping the future does not withdraw the write; its outcome is then unknown. The ops
+    /// must have been validated (limits, names) by the caller.
+    pub async fn write_async(&self, ops: Vec<Op>, bytes: usize) -> Result<Written> {
+        let (reply, outcome) = oneshot::channel();
+        self.committer.get_or_init(|| {
+            let core = self.core.clone();
+            std::thread::Builder::new()
+                .name(format!("shardkv-commit-{}", self.id))
+                .spawn(move || core.commit_loop())
+                .expect("spawning a committer thread")
+        });
+        {
+            let mut q = self.queue.lock();
+            q.waiting.push_back(Waiter {
+                ops,
+                bytes,
+                reply: Reply::Task(reply),
+            });
+            if !std::mem::replace(&mut q.leading, true) {
+                q.committer_leads = true;
+                self.wake.notify_one();
+            }
+        }
+        outcome.await.unwrap_or_else(|_| Err(committer_lost()))
+    }
+}
+
+impl Core {
     fn db(&self) -> Arc<Database> {
         self.db.read().clone()
     }
@@ -251,13 +341,18 @@ impl Shard {
         Ok(out)
     }
 
-    /// Commits `ops` atomically, as part of a group; returns once durable. The ops must have
-    /// been validated (limits, names) by the caller.
+    /// Commits `ops` atomically, as part of a group; returns once durable. The calling thread
+    /// may lead the group (see the module docs). The ops must have been validated (limits,
+    /// names) by the caller.
     pub fn write(&self, ops: Vec<Op>, bytes: usize) -> Result<Written> {
         let (reply, wake) = mpsc::sync_channel(1);
         let lead = {
             let mut q = self.queue.lock();
-            q.waiting.push_back(Waiter { ops, bytes, reply });
+            q.waiting.push_back(Waiter {
+                ops,
+                bytes,
+                reply: Reply::Thread(reply),
+            });
             !std::mem::replace(&mut q.leading, true)
         };
         if !lead {
@@ -274,14 +369,32 @@ impl Shard {
         }
     }
 
-    /// Commits one group from the front of the queue, then hands leadership on.
+    /// The committer thread: leads whenever the write at the queue's front is a task's, until
+    /// the shard closes. A panic inside a group (redb's included) is answered by the group's
+    /// [`Handoff`] and does not end the thread.
+    fn commit_loop(&self) {
+        loop {
+            {
+                let mut q = self.queue.lock();
+                while !q.committer_leads {
+                    if q.closing {
+                        return;
+                    }
+                    self.wake.wait(&mut q);
+                }
+                q.committer_leads = false;
+            }
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.lead()));
+        }
+    }
+
+    /// Commits one group from the front of the queue, answers it, then hands leadership on.
     fn lead(&self) {
         // Answers the group and hands off even if anything below panics (redb included), so
         // no caller waits forever. Armed before the first call that could panic.
         let mut handoff = Handoff {
             shard: self,
             group: None,
-            answered: false,
         };
         #[cfg(test)]
         if self.panic_next_leader.swap(false, Ordering::Relaxed) {
@@ -301,10 +414,10 @@ impl Shard {
             }
             Err(e) => self.fail_group(group.len(), redb::Error::from(e)),
         };
-        for (waiter, result) in group.iter().zip(results) {
-            let _ = waiter.reply.try_send(Wake::Done(result));
+        let group = handoff.group.take().unwrap_or_default();
+        for (waiter, result) in group.into_iter().zip(results) {
+            waiter.answer(result);
         }
-        handoff.answered = true;
     }
 
     /// Takes the group from the front of the queue: at least one write (the leader's own is
@@ -401,29 +514,34 @@ impl Shard {
 }
 
 /// On drop, answers callers left unanswered (the commit panicked) and passes leadership to
-/// the first waiting caller, or gives it up if none waits.
+/// the first waiting caller (the committer thread, for a task's write), or gives it up if none
+/// waits.
 struct Handoff<'a> {
-    shard: &'a Shard,
-    /// `None` until the leader took its group; if it never did, the group is taken here, so
-    /// that the leader's own write (at the front of the queue) is answered too.
+    shard: &'a Core,
+    /// `None` until the leader took its group, and again once it answered it; a group still
+    /// here on drop was not answered. If the leader never took one, the group is taken here,
+    /// so that the leader's own write (at the front of the queue) is answered too.
     group: Option<Vec<Waiter>>,
-    answered: bool,
 }
 
 impl Drop for Handoff<'_> {
     fn drop(&mut self) {
-        if !self.answered {
+        if std::thread::panicking() {
             let group = self.group.take().unwrap_or_else(|| self.shard.take_group());
-            for waiter in &group {
-                let _ = waiter.reply.try_send(Wake::Done(Err(committer_lost())));
+            for waiter in group {
+                waiter.answer(Err(committer_lost()));
             }
         }
         self.shard.counters.committing.store(0, Ordering::Relaxed);
         let mut q = self.shard.queue.lock();
-        match q.waiting.front() {
-            // Its channel is empty: a waiter receives nothing before Lead or its Done.
-            Some(next) => {
-                let _ = next.reply.try_send(Wake::Lead);
+        match q.waiting.front().map(|w| &w.reply) {
+            // Its channel is empty: a waiting thread receives nothing before Lead or its Done.
+            Some(Reply::Thread(next)) => {
+                let _ = next.try_send(Wake::Lead);
+            }
+            Some(Reply::Task(_)) => {
+                q.committer_leads = true;
+                self.shard.wake.notify_one();
             }
             None => q.leading = false,
         }
@@ -634,5 +752,140 @@ mod tests {
         assert_eq!(shard.get("c", b"b").unwrap(), Some(b"v".to_vec()));
         assert_eq!(shard.get("c", b"a").unwrap(), None);
         assert_eq!(shard.stats().queued, 0);
+    }
+
+    fn temp_shard(dir: &tempfile::TempDir) -> Shard {
+        Shard::open(
+            0,
+            &dir.path().join("s.redb"),
+            1 << 20,
+            CommitMode::Group,
+            true,
+        )
+        .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// Async writes are committed by the committer thread in groups, while threads lead their
+    /// own: every write of both kinds lands, once, and the groups are shared.
+    #[test]
+    fn async_and_thread_writers_share_groups_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let shard = &shard;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        let (ops, bytes) = put(&format!("t{t}-{i}"));
+                        shard.write(ops, bytes).unwrap();
+                    }
+                });
+            }
+            runtime().block_on(async {
+                let writes = (0..200).map(|i| {
+                    let (ops, bytes) = put(&format!("task-{i}"));
+                    shard.write_async(ops, bytes)
+                });
+                for written in futures_join_all(writes).await {
+                    written.unwrap();
+                }
+            });
+        });
+        let stats = shard.stats();
+        assert_eq!(stats.writes, 400);
+        assert!(
+            stats.commits < 400,
+            "no write shared a group: {} commits",
+            stats.commits
+        );
+        assert_eq!(
+            shard
+                .scan("c", (Bound::Unbounded, Bound::Unbounded), 1000)
+                .unwrap()
+                .len(),
+            400
+        );
+        assert_eq!(stats.queued, 0);
+    }
+
+    /// Polls futures concurrently on one task, as a server's many tasks would.
+    async fn futures_join_all<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
+        let mut set = Vec::new();
+        for f in futures {
+            set.push(Box::pin(f));
+        }
+        let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (i, f) in set.iter_mut().enumerate() {
+                if out[i].is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => out[i] = Some(v),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// A panic while the committer thread leads answers the task whose write it held with an
+    /// error, and the committer goes on serving later writes.
+    #[test]
+    fn a_panicking_committer_answers_its_task_and_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        let rt = runtime();
+        shard.panic_next_leader.store(true, Ordering::Relaxed);
+        let (ops, bytes) = put("a");
+        let first = rt.block_on(shard.write_async(ops, bytes));
+        assert!(first.is_err(), "the injected panic did not happen");
+        let (ops, bytes) = put("b");
+        rt.block_on(shard.write_async(ops, bytes)).unwrap();
+        assert_eq!(shard.get("c", b"b").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(shard.get("c", b"a").unwrap(), None);
+    }
+
+    /// Dropping a shard stops its committer thread after it committed what was queued.
+    #[test]
+    fn dropping_the_shard_joins_its_committer() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        let (ops, bytes) = put("a");
+        runtime().block_on(shard.write_async(ops, bytes)).unwrap();
+        let core = Arc::downgrade(&shard.core);
+        drop(shard);
+        assert!(
+            core.upgrade().is_none(),
+            "the committer thread still holds the shard"
+        );
+        // The file is closed: it opens again.
+        temp_shard_reopen(&dir);
+    }
+
+    fn temp_shard_reopen(dir: &tempfile::TempDir) {
+        let shard = Shard::open(
+            0,
+            &dir.path().join("s.redb"),
+            1 << 20,
+            CommitMode::Group,
+            false,
+        )
+        .unwrap();
+        assert_eq!(shard.get("c", b"a").unwrap(), Some(b"v".to_vec()));
     }
 }

@@ -395,7 +395,7 @@ impl Store {
 
     /// This process's counters for every shard.
     pub fn stats(&self) -> Vec<ShardStats> {
-        self.inner.shards.iter().map(Shard::stats).collect()
+        self.inner.shards.iter().map(|s| s.stats()).collect()
     }
 
     /// The value of `key`, from a consistent snapshot of its shard.
@@ -473,12 +473,44 @@ impl Store {
     }
 
     /// Commits a batch atomically in the shard of its keys' shared route. Durable when it
-    /// returns.
+    /// returns. Concurrent writers to one shard share a transaction; the calling thread may
+    /// commit for the others.
     ///
     /// A failed [`Expect`] is [`Error::Conflict`], a bounded increment that would leave its
     /// range is [`Error::OutOfBounds`], and keys that do not share a route are
     /// [`Error::InvalidInput`]; each writes nothing of the batch.
     pub fn write(&self, batch: WriteBatch) -> Result<Written> {
+        match self.prepare(batch)? {
+            Some((shard, ops, bytes)) => self.inner.shards[shard].write(ops, bytes),
+            None => Ok(Written::default()),
+        }
+    }
+
+    /// [`Store::write`] for async callers: the batch is queued for the shard's committer
+    /// thread and the task awaits its outcome, durable when it resolves, without holding a
+    /// thread. Dropping the future does not withdraw a write already queued.
+    ///
+    /// ```
+    /// # use shardkv::{ShardBy, Store, WriteBatch};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::shard_by(ShardBy::hash(2).unwrap()).open(dir.path()).unwrap();
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let mut batch = WriteBatch::new();
+    /// batch.incr("counters", "requests", 1);
+    /// assert_eq!(store.write_async(batch).await?.values, [1]);
+    /// # shardkv::Result::Ok(()) }).unwrap();
+    /// ```
+    pub async fn write_async(&self, batch: WriteBatch) -> Result<Written> {
+        match self.prepare(batch)? {
+            Some((shard, ops, bytes)) => self.inner.shards[shard].write_async(ops, bytes).await,
+            None => Ok(Written::default()),
+        }
+    }
+
+    /// Checks a batch's limits and names; its shard, ops and payload size, or `None` if it is
+    /// empty.
+    fn prepare(&self, batch: WriteBatch) -> Result<Option<(usize, Vec<Op>, usize)>> {
         let payload = batch.payload_bytes();
         for op in &batch.ops {
             check_collection(op.collection())?;
@@ -498,10 +530,10 @@ impl Store {
             }
         }
         let Some(route) = batch.route()? else {
-            return Ok(Written::default());
+            return Ok(None);
         };
         let shard = self.shard_of(route);
-        self.inner.shards[shard].write(batch.ops, payload)
+        Ok(Some((shard, batch.ops, payload)))
     }
 
     /// The entries of a collection in a range, from every shard, merged in byte order of the
