@@ -145,6 +145,8 @@ struct WorkerArgs {
     drain_timeout: Duration,
     #[arg(long)]
     cache_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn parse_scheme(s: &str) -> Result<ShardBy, String> {
@@ -203,6 +205,7 @@ fn main() -> ExitCode {
                 drain_timeout: args.drain_timeout,
             },
             cache_bytes: args.cache_bytes,
+            threads: args.threads,
         }),
         Command::Status { data } => {
             status::running_status(&data).map(|s| print!("{}", status::render_table(&s)))

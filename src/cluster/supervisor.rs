@@ -113,6 +113,8 @@ pub(super) struct Supervisor {
     last_error: Option<String>,
     /// Counters of exited workers, summed.
     retired: WorkerSnapshot,
+    /// Async threads of each worker: the CPUs shared out among the workers.
+    threads: usize,
 }
 
 impl Supervisor {
@@ -125,7 +127,9 @@ impl Supervisor {
         scheme: String,
     ) -> Supervisor {
         let (events, inbox) = mpsc::unbounded_channel();
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Supervisor {
+            threads: super::worker::threads_per_worker(options.workers, cpus),
             slots: (0..options.workers).map(|_| Slot::default()).collect(),
             options,
             data,
@@ -220,6 +224,8 @@ impl Supervisor {
             .arg(self.options.cache_bytes.to_string())
             .arg("--log-format")
             .arg(&self.options.log_format)
+            .arg("--threads")
+            .arg(self.threads.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -34,6 +34,8 @@ pub struct WorkerOptions {
     pub server: ServerConfig,
     /// Page cache per shard handle, bytes.
     pub cache_bytes: usize,
+    /// Async worker threads (1: a current-thread runtime).
+    pub threads: usize,
 }
 
 /// Runs a worker until it has drained.
@@ -54,7 +56,7 @@ pub fn run(options: WorkerOptions) -> Result<()> {
         Arc::new(move || peers(&data)),
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = runtime(options.threads)
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
@@ -107,6 +109,32 @@ pub fn run(options: WorkerOptions) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
+
+/// The worker's runtime: `threads` async worker threads, or a current-thread runtime for one
+/// (no work stealing, no cross-thread wake-ups: the request path stays on one thread). Storage
+/// commits run on the shards' committer threads either way.
+fn runtime(threads: usize) -> tokio::runtime::Builder {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    }
+}
+
+/// Async threads for each of `workers` worker processes on `cpus` CPUs: the CPUs shared out,
+/// at least one. `SHARDKV_WORKER_THREADS` overrides it (for measurements).
+pub fn threads_per_worker(workers: usize, cpus: usize) -> usize {
+    std::env::var(WORKER_THREADS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cpus / workers.max(1))
+        .max(1)
+}
+
+/// Environment variable that sets each worker's async threads.
+pub const WORKER_THREADS: &str = "SHARDKV_WORKER_THREADS";
 
 /// Resolves when stdin reaches end of file: the supervisor, which holds the other end, has
 /// exited (even by SIGKILL, since the kernel closes its descriptors).

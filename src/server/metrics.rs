@@ -22,11 +22,16 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// route -> status -> count, of one method.
+type RouteCounts = BTreeMap<String, BTreeMap<u16, u64>>;
+
 /// One worker's live counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// `(method, route, status)` -> count. Taken briefly per request; never across `.await`.
-    by_status: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// method -> route -> status -> count. Nested so that a request's lookup borrows its
+    /// route instead of allocating a key; only a route's first request allocates. Taken
+    /// briefly per request; never across `.await`.
+    by_status: Mutex<BTreeMap<&'static str, RouteCounts>>,
     /// Non-cumulative bucket counts; the last is `+Inf`.
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
@@ -40,15 +45,26 @@ impl Metrics {
         // Only standard methods get their own series: a client inventing methods must not
         // grow this map without bound.
         let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
-            | "TRACE" => method,
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
+            "OPTIONS" => "OPTIONS",
+            "CONNECT" => "CONNECT",
+            "TRACE" => "TRACE",
             _ => "OTHER",
         };
-        *self
-            .by_status
-            .lock()
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        {
+            let mut by_status = self.by_status.lock();
+            let routes = by_status.entry(method).or_default();
+            let statuses = match routes.get_mut(route) {
+                Some(statuses) => statuses,
+                None => routes.entry(route.to_owned()).or_default(),
+            };
+            *statuses.entry(status).or_default() += 1;
+        }
         let secs = elapsed.as_secs_f64();
         let bucket = LATENCY_BUCKETS
             .iter()
@@ -80,11 +96,15 @@ impl Metrics {
             .by_status
             .lock()
             .iter()
-            .map(|((method, route, status), &count)| RouteCount {
-                method: method.clone(),
-                route: route.clone(),
-                status: *status,
-                count,
+            .flat_map(|(method, routes)| {
+                routes.iter().flat_map(move |(route, statuses)| {
+                    statuses.iter().map(move |(&status, &count)| RouteCount {
+                        method: (*method).to_owned(),
+                        route: route.clone(),
+                        status,
+                        count,
+                    })
+                })
             })
             .collect();
         let started_unix_ms = started

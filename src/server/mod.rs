@@ -234,11 +234,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let route = response
         .extensions()
         .get::<RouteTag>()
-        .map_or("unmatched", |t| t.0.as_str())
-        .to_owned();
+        .map_or("unmatched", |t| t.0.as_str());
     state.metrics().record(
         method.as_str(),
-        &route,
+        route,
         response.status().as_u16(),
         started.elapsed(),
     );
