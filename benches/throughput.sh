@@ -12,7 +12,10 @@
 # counter: /count must cover every answered GET / and exceed it by no more than C (requests
 # in flight when wrk stopped).
 #
-# Usage: benches/throughput.sh [SECONDS] [CONNECTIONS] > benches/results/throughput.md
+# With BEFORE=path/to/an/older/shardkv, the counter rows are repeated for that binary in the
+# same run, so before/after ratios come from one machine state.
+#
+# Usage: [BEFORE=…] benches/throughput.sh [SECONDS] [CONNECTIONS] > benches/results/throughput.md
 # Needs wrk and redis-server (apt-get install wrk redis-server). Not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,9 +97,10 @@ wait "${PIDS[-1]}" 2>/dev/null || true
 echo "| Redis $(redis-server --version | awk '{print $3}' | tr -d v=), AOF \`appendfsync always\`, \`INCR\` | ${REDIS%.*} | 1.00x | | | $REDIS_COUNT increments of $N_REDIS |"
 
 shardkv_row() {
-  local workers=$1 path=$2 label=$3
-  local data="$WORK/data-$workers-${path//\//}"
-  "$BIN" serve --data "$data" --port $PORT --workers "$workers" > "$WORK/serve.log" 2>&1 &
+  local bin=$1 workers=$2 path=$3 label=$4
+  local data
+  data=$(mktemp -d -p "$WORK")
+  "$bin" serve --data "$data" --port $PORT --workers "$workers" > "$WORK/serve.log" 2>&1 &
   local server=$!
   PIDS+=($server)
   wait_http "http://127.0.0.1:$PORT/healthz"
@@ -130,10 +134,15 @@ shardkv_row() {
   wait "$server" 2>/dev/null || true
 }
 
-shardkv_row 1 / "\`shardkv serve --workers 1\`, \`GET /\`"
-shardkv_row 2 / "\`shardkv serve --workers 2\`, \`GET /\`"
-shardkv_row 4 / "\`shardkv serve --workers 4\`, \`GET /\`"
-shardkv_row 2 /healthz "\`shardkv serve --workers 2\`, \`GET /healthz\`"
+if [ -n "${BEFORE:-}" ]; then
+  for w in 1 2; do
+    shardkv_row "$BEFORE" $w / "before: \`shardkv serve --workers $w\`, \`GET /\`"
+  done
+fi
+for w in 1 2 4; do
+  shardkv_row "$BIN" $w / "\`shardkv serve --workers $w\`, \`GET /\`"
+done
+shardkv_row "$BIN" 2 /healthz "\`shardkv serve --workers 2\`, \`GET /healthz\`"
 
 "$HELLO" "127.0.0.1:$PORT" > /dev/null 2>&1 &
 PIDS+=($!)
