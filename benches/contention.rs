@@ -4,27 +4,37 @@
 //! every end state verified. Results go to the target directory's `bench-results/`.
 
 use std::path::Path;
-use std::process::ExitCode;
-
-use shardkv::bench::{self, BenchArgs, Mode, Workload};
+use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-results");
-    let args = BenchArgs {
-        workloads: vec![Workload::Hot, Workload::Striped, Workload::Inserts],
-        shards: vec![1, 8],
-        procs: vec![8],
-        threads: vec![1, 8],
-        modes: vec![Mode::PerWrite, Mode::Group],
-        seconds: 1.0,
-        out,
-        data: None,
-        seed: bench::DEFAULT_SEED,
-    };
-    match bench::run_with_exe(&args, Path::new(env!("CARGO_BIN_EXE_shardkv"))) {
-        Ok(_) => ExitCode::SUCCESS,
+    let status = Command::new(env!("CARGO_BIN_EXE_shardkv"))
+        .args([
+            "bench",
+            "--workloads",
+            "hot,striped,inserts",
+            "--shards",
+            "1,8",
+            "--procs",
+            "8",
+            "--threads",
+            "1,8",
+            "--modes",
+            "per-write,group",
+            "--seconds",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("contention bench: shardkv bench exited with {s}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("contention bench: {e}");
+            eprintln!("contention bench: starting shardkv bench: {e}");
             ExitCode::FAILURE
         }
     }

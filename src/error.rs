@@ -111,7 +111,7 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what was being done when it happened.
-    pub(crate) fn io(context: impl fmt::Display, source: io::Error) -> Self {
+    pub fn io(context: impl fmt::Display, source: io::Error) -> Self {
         Error::Io {
             context: context.to_string(),
             source,

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use shardkv::cluster::{self, ClusterOptions, status, worker};
 use shardkv::server::ServerConfig;
-use shardkv::{ShardBy, ShardHealth, Store, bench};
+use shardkv::{ShardBy, ShardHealth, Store};
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ShardStats;
 use crate::batch::{Expect, WriteBatch};
 use crate::error::{Error, Result};
-use crate::shard::ShardStats;
 use crate::store::{Scan, Store};
 
 /// Collection of counters.
@@ -138,11 +138,7 @@ impl Registry {
 
     /// The current count.
     pub fn count(&self) -> Result<i64> {
-        match self.store.get(COUNTERS, REQUESTS)? {
-            None => Ok(0),
-            Some(bytes) => crate::shard::parse_counter(&bytes)
-                .ok_or_else(|| Error::Corrupted("the request counter is not an integer".into())),
-        }
+        self.store.counter(COUNTERS, REQUESTS)
     }
 
     /// Registers a new dog; [`Error::Conflict`] if the name is taken.

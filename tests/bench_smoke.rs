@@ -4,6 +4,11 @@
 
 use std::process::Command;
 
+// The bench orchestrator is part of the binary; this test drives it with a fake worker.
+#[path = "../src/bench/mod.rs"]
+#[allow(dead_code)]
+mod bench;
+
 fn shardkv(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_shardkv"))
         .args(args)
@@ -93,7 +98,7 @@ fn a_failed_worker_fails_the_run_and_no_worker_outlives_it() {
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, Instant};
 
-    use shardkv::bench::{BenchArgs, Mode, Workload, run_with_exe};
+    use crate::bench::{BenchArgs, Mode, Workload, run_with_exe};
 
     let tmp = tempfile::tempdir().unwrap();
     let pid_file = tmp.path().join("pid1");

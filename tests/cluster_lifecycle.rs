@@ -173,7 +173,12 @@ fn bad_data_directories_and_schemes_fail_at_once() {
     assert!(stderr.contains("gap"), "{stderr}");
 }
 
+/// Needs the failpoints build: `cargo test --release --features failpoints`.
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs `cargo test --features failpoints`"
+)]
 fn a_crash_looping_worker_makes_the_supervisor_give_up() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -187,7 +192,7 @@ fn a_crash_looping_worker_makes_the_supervisor_give_up() {
             "--min-uptime",
             "5s",
         ],
-        &[("SHARDKV_FAULT_CRASH_AFTER_MS", "20")],
+        &[("FAILPOINTS", "worker-crash-after-ready=return(20)")],
         Duration::from_secs(30),
     );
     assert!(!status.success(), "supervisor exited with {status}");
@@ -300,7 +305,7 @@ fn a_stop_during_startup_is_obeyed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("shards");
     std::fs::create_dir(&data).unwrap();
-    let maintenance = shardkv::store::StoreLock::exclusive(&data).unwrap();
+    let maintenance = shardkv::StoreLock::exclusive(&data).unwrap();
     let mut serve = std::process::Command::new(cluster::BIN)
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
         .arg(&data)

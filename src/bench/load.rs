@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::http::{self, Client};
-use crate::error::{Error, Result};
+use shardkv::{Error, Result};
 
 /// Arguments of `shardkv load`.
 #[derive(Debug, Clone, clap::Args)]

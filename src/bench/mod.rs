@@ -47,8 +47,8 @@ pub use process::{Config, Measured};
 pub use report::{csv, ratios, table};
 pub use workload::{Mode, Workload};
 
-use crate::error::{Error, Result};
-use crate::shard_by::MAX_SHARDS;
+use shardkv::shard_by::MAX_SHARDS;
+use shardkv::{Error, Result};
 
 /// The most worker processes one configuration may start.
 pub const MAX_PROCS: usize = 256;

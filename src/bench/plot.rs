@@ -281,7 +281,7 @@ mod tests {
             },
             ops,
             seconds: 1.0,
-            store: crate::ShardStats {
+            store: shardkv::ShardStats {
                 commits: ops,
                 writes: ops,
                 max_group: 1,

@@ -21,10 +21,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::workload::{self, Mode, WorkerReport, Workload};
-use crate::error::{Error, Result};
-use crate::shard::ShardStats;
-use crate::shard_by::ShardBy;
-use crate::store::Store;
+use shardkv::ShardBy;
+use shardkv::ShardStats;
+use shardkv::Store;
+use shardkv::{Error, Result};
 
 /// How long workers may take to open the store and say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -196,8 +196,8 @@ pub fn ratios(results: &[Measured]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ShardStats;
     use crate::bench::{Mode, Workload};
+    use shardkv::ShardStats;
 
     fn m(workload: Workload, shards: usize, threads: usize, mode: Mode, ops: u64) -> Measured {
         Measured {

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::shard::{CommitMode, ShardStats};
-use crate::store::{Scan, Store};
+use shardkv::{CommitMode, ShardStats};
+use shardkv::{Error, Result};
+use shardkv::{Scan, Store};
 
 /// The collection every workload writes.
 pub const COLLECTION: &str = "bench";
@@ -323,15 +323,10 @@ fn verify_inserts(store: &Store, reports: &[WorkerReport], total: u64) -> Result
 
 /// A counter's value; absent counts as 0, as `incr` treats it.
 fn counter(store: &Store, key: &str) -> Result<i64> {
-    match store.get(COLLECTION, key)? {
-        None => Ok(0),
-        Some(v) => crate::shard::parse_counter(&v).ok_or_else(|| {
-            failed(format!(
-                "{key} holds {:?}, not a decimal integer",
-                String::from_utf8_lossy(&v)
-            ))
-        }),
-    }
+    store.counter(COLLECTION, key).map_err(|e| match e {
+        Error::Corrupted(why) => failed(why),
+        other => other,
+    })
 }
 
 #[cfg(test)]

@@ -19,10 +19,6 @@ use crate::registry::Registry;
 use crate::server::{self, AppState, ServerConfig};
 use crate::store::Store;
 
-/// A testing hook: a worker started with this variable set exits with status 70 this many
-/// milliseconds after it is ready, as a crashing worker would.
-pub const FAULT_CRASH_AFTER_MS: &str = "SHARDKV_FAULT_CRASH_AFTER_MS";
-
 /// How a worker is started (the hidden `shardkv worker` subcommand).
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -40,6 +36,9 @@ pub struct WorkerOptions {
 
 /// Runs a worker until it has drained.
 pub fn run(options: WorkerOptions) -> Result<()> {
+    // Test builds only (feature `failpoints`): faults named in FAILPOINTS, for this process.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let store = Store::builder()
         .cache_size(options.cache_bytes)
         .open(&options.data)?;
@@ -71,19 +70,8 @@ pub fn run(options: WorkerOptions) -> Result<()> {
 
         report("ready");
         let reporter = tokio::spawn(report_stats(state.clone()));
-        if let Some(ms) = std::env::var(FAULT_CRASH_AFTER_MS)
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "injected crash ({FAULT_CRASH_AFTER_MS}={ms})"
-                );
-                std::process::exit(70);
-            });
-        }
+        #[cfg(feature = "failpoints")]
+        crash_after_ready();
 
         let shutdown = async move {
             let why = tokio::select! {
@@ -135,6 +123,24 @@ pub fn threads_per_worker(workers: usize, cpus: usize) -> usize {
 
 /// Environment variable that sets each worker's async threads.
 pub const WORKER_THREADS: &str = "SHARDKV_WORKER_THREADS";
+
+/// Failpoint `worker-crash-after-ready`: `return(MS)` makes the worker exit with status 70
+/// MS milliseconds after it reported ready, as a crashing worker would
+/// (`FAILPOINTS=worker-crash-after-ready=return(20)`).
+#[cfg(feature = "failpoints")]
+fn crash_after_ready() {
+    fail::fail_point!("worker-crash-after-ready", |ms: Option<String>| {
+        let ms: u64 = ms.and_then(|ms| ms.parse().ok()).unwrap_or(0);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = writeln!(
+                std::io::stderr(),
+                "injected crash (failpoint worker-crash-after-ready, {ms} ms after ready)"
+            );
+            std::process::exit(70);
+        });
+    });
+}
 
 /// Resolves when stdin reaches end of file: the supervisor, which holds the other end, has
 /// exited (even by SIGKILL, since the kernel closes its descriptors).

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::shard::ShardStats;
+use crate::ShardStats;
 
 /// Upper bounds (seconds) of the latency histogram buckets; a last bucket is `+Inf`.
 pub const LATENCY_BUCKETS: [f64; 14] = [

@@ -35,9 +35,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use lock::{LOCK_FILE, StoreLock, try_lock_file};
+pub use lock::StoreLock;
+#[cfg(feature = "server")]
+pub(crate) use lock::try_lock_file;
 pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
-pub use manifest::{MANIFEST_FILE, Manifest, sync_dir, write_atomically};
+pub use manifest::Manifest;
+pub(crate) use manifest::sync_dir;
+#[cfg(feature = "server")]
+pub(crate) use manifest::write_atomically;
 pub use scan::{Entry, Scan};
 
 use crate::batch::{Expect, Op, WriteBatch, Written};
@@ -241,7 +246,7 @@ impl StoreBuilder {
 }
 
 /// Creates a directory (and its parents) and makes its entry durable in its parent.
-pub fn create_dir_durably(dir: &Path) -> Result<()> {
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -470,6 +475,22 @@ impl Store {
         batch.incr(collection, key, delta);
         let written = self.write(batch)?;
         Ok(written.values[0])
+    }
+
+    /// The value of a counter kept by [`incr`](Self::incr) (absent is 0), or
+    /// [`Error::Corrupted`] if `key` holds something else.
+    pub fn counter(&self, collection: &str, key: impl AsRef<[u8]>) -> Result<i64> {
+        let key = key.as_ref();
+        match self.get(collection, key)? {
+            None => Ok(0),
+            Some(bytes) => crate::shard::parse_counter(&bytes).ok_or_else(|| {
+                Error::Corrupted(format!(
+                    "{collection}/{} holds {:?}, not a counter",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(&bytes)
+                ))
+            }),
+        }
     }
 
     /// Commits a batch atomically in the shard of its keys' shared route. Durable when it

@@ -1,8 +1,12 @@
-//! The library's HTTP client, with test conveniences that panic instead of returning errors.
+//! The load tool's HTTP client (`src/bench/http.rs`, part of the binary), with test
+//! conveniences that panic instead of returning errors.
 
 #![allow(dead_code, unused_imports)]
 
-pub use shardkv::bench::http::{Client, Response, get, raw};
+#[path = "../../src/bench/http.rs"]
+mod client;
+
+pub use client::{Client, Response, get, raw};
 
 /// Assertions-style accessors for tests.
 pub trait ResponseExt {
