@@ -15,10 +15,11 @@ use shardkv::{ShardBy, ShardHealth, Store};
 const AFTER_HELP: &str = "\
 Examples:
   shardkv serve                              # ./shards, 127.0.0.1:3000, one worker per CPU
-  shardkv serve --workers 4 --shard-by alpha:a-m,n-z --data /tmp/dogs
-  shardkv status                             # like pm2 list
-  shardkv reload                             # like pm2 reload: rolling, zero downtime
-  shardkv stop
+  shardkv serve -i 4 --name dogs --shard-by alpha:a-m,n-z --data /tmp/dogs
+  shardkv status                             # every running cluster, like pm2 list
+  shardkv status dogs                        # one cluster's workers
+  shardkv reload dogs                        # like pm2 reload: rolling, zero downtime
+  shardkv stop dogs                          # a name or a data directory
   shardkv load -n 20000 -c 64                # HTTP load on the counter, answers checked
   shardkv bench --seconds 2                  # one file vs sharded files, group commit vs not
   shardkv check --data shards";
@@ -43,26 +44,20 @@ enum Command {
     /// Serve the request counter and dog registry over HTTP, from N worker processes on one
     /// port under a supervisor (like `pm2 start -i N`).
     Serve(ServeArgs),
-    /// Show the running cluster's workers (like `pm2 list`).
-    Status {
-        /// The data directory the cluster serves.
-        #[arg(long, default_value = "shards")]
-        data: PathBuf,
-    },
-    /// Stop the running cluster gracefully: drain every worker, then exit (like `pm2 stop`).
+    /// List every running cluster (like `pm2 list`), or one cluster's workers.
+    Status(TargetArgs),
+    /// Stop a running cluster gracefully: drain every worker, then exit (like `pm2 stop`).
     Stop {
-        /// The data directory the cluster serves.
-        #[arg(long, default_value = "shards")]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
         /// How long to wait for the cluster to exit.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         wait: Duration,
     },
     /// Replace every worker, one at a time, without dropping a request (like `pm2 reload`).
     Reload {
-        /// The data directory the cluster serves.
-        #[arg(long, default_value = "shards")]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
         /// How long to wait for the reload to finish.
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         wait: Duration,
@@ -91,31 +86,54 @@ enum Command {
     Worker(WorkerArgs),
 }
 
+/// Which cluster `status`, `stop` and `reload` act on.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// A cluster's name (`serve --name`) or data directory. Without one: every running
+    /// cluster for `status`, the only running one for `stop` and `reload`.
+    #[arg(value_name = "NAME|DIR", conflicts_with = "data")]
+    target: Option<String>,
+    /// The data directory the cluster serves (same as giving it as NAME|DIR).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Data directory (created if missing).
     #[arg(long, default_value = "shards")]
     data: PathBuf,
+    /// The name `status`, `stop` and `reload` know this cluster by (PM2's --name)
+    /// [default: the data directory's name].
+    #[arg(long)]
+    name: Option<String>,
     /// Interface to bind. The default serves this machine only.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port to bind; 0 lets the OS choose (the chosen one is printed).
     #[arg(long, default_value_t = 3000)]
     port: u16,
-    /// Worker processes, as PM2's -i: N > 0 is exactly N, 0 is one per CPU, -K is CPUs - K
-    /// (at least 1).
-    #[arg(long, short = 'i', default_value_t = 0, allow_negative_numbers = true)]
+    /// Worker processes, as PM2's -i: N > 0 is exactly N, `max` or 0 is one per CPU, -K is
+    /// CPUs - K (at least 1).
+    #[arg(
+        long,
+        short = 'i',
+        default_value = "max",
+        allow_negative_numbers = true,
+        value_parser = parse_workers
+    )]
     workers: i64,
-    /// Routing of a new store: alpha:a-m,n-z, alpha:g,n,t or hash:N. An existing store keeps
-    /// its own; giving a different one is an error. New stores default to hash:8.
+    /// Routing of a new store: alpha:a-m,n-z (ranges from a to z), alpha:g,n,t (split
+    /// points) or hash:N. An existing store keeps its own; giving a different one is an
+    /// error. New stores default to hash:8.
     #[arg(long, value_parser = parse_scheme)]
     shard_by: Option<ShardBy>,
-    /// Longest time a request may take before it is answered 503.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Longest time a request may take before it is answered 503 (more than 0).
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     request_timeout: Duration,
     /// Longest time a client may take to send a request's headers (also the keep-alive idle
-    /// limit).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// limit; more than 0).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     header_timeout: Duration,
     /// On stop or reload, how long a worker finishes in-flight requests before it closes
     /// what is left.
@@ -126,7 +144,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     max_restarts: u32,
     /// A worker that dies sooner than this after starting counts toward --max-restarts.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// A bare number is milliseconds, as in PM2 (`1000` = `1s`).
+    #[arg(long, default_value = "1s", value_parser = parse_pm2_duration)]
     min_uptime: Duration,
     /// Page cache of each shard file, per worker, in MiB.
     #[arg(long, default_value_t = 16)]
@@ -151,12 +170,55 @@ struct WorkerArgs {
     threads: usize,
 }
 
+/// A routing spec, refusing alphabetical ranges that do not run from `a` to `z`: the store
+/// would silently widen the first and last to cover every key.
 fn parse_scheme(s: &str) -> Result<ShardBy, String> {
-    s.parse().map_err(|e: shardkv::Error| e.to_string())
+    let scheme: ShardBy = s.parse().map_err(|e: shardkv::Error| user_message(&e))?;
+    let Some(("alpha" | "alphabetical", body)) = s
+        .trim()
+        .split_once(':')
+        .map(|(kind, body)| (kind.trim(), body))
+    else {
+        return Ok(scheme);
+    };
+    let ranges: Vec<&str> = body.split(',').map(str::trim).collect();
+    if !ranges.iter().any(|r| r.contains('-')) {
+        return Ok(scheme);
+    }
+    let lowest = ranges[0]
+        .split('-')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let highest = ranges[ranges.len() - 1]
+        .rsplit('-')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if lowest.as_str() > "a" || highest.as_str() < "z" {
+        return Err(format!(
+            "the ranges of {s} run from {lowest} to {highest}, but every key needs a shard: \
+             keys before {lowest} would go to the first range and keys after {highest} to the \
+             last. Give ranges from a to z, like alpha:a-m,n-z (or split points, like alpha:n)"
+        ));
+    }
+    Ok(scheme)
 }
 
-/// `250ms`, `10s`, `5m`, or plain seconds (`1.5`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// PM2's -i: a count, `max` (one per CPU, as 0), or -K (CPUs minus K).
+fn parse_workers(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(0);
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a worker count: give N, max (one per CPU) or -K (CPUs minus K)")
+    })
+}
+
+/// `250ms`, `10s`, `5m`, `1h`; `bare` is the scale of a number without a unit, if one is
+/// allowed.
+fn duration_with(s: &str, bare: Option<f64>) -> Result<Duration, String> {
     let s = s.trim();
     let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -164,14 +226,66 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         (n, 1.0)
     } else if let Some(n) = s.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
     } else {
-        (s, 1.0)
+        match bare {
+            Some(scale) => (s, scale),
+            // Zero is zero in any unit.
+            None if s.parse::<f64>() == Ok(0.0) => (s, 1.0),
+            None if s.parse::<f64>().is_ok() => {
+                return Err(format!("{s} needs a unit: {s}s, {s}ms or {s}m"));
+            }
+            None => return Err(format!("{s:?} is not a duration like 500ms, 10s or 2m")),
+        }
     };
     match number.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 && v * scale < 1e9 => {
             Ok(Duration::from_secs_f64(v * scale))
         }
         _ => Err(format!("{s:?} is not a duration like 500ms, 10s or 2m")),
+    }
+}
+
+/// `250ms`, `10s`, `5m`, `1h`; a bare number is refused as ambiguous.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_with(s, None)
+}
+
+/// Like [`parse_duration`], refusing zero (which would time out every request).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0 (0 would time out every request)".into());
+    }
+    Ok(d)
+}
+
+/// A PM2 duration: units as [`parse_duration`], and a bare number is milliseconds.
+fn parse_pm2_duration(s: &str) -> Result<Duration, String> {
+    duration_with(s, Some(0.001))
+}
+
+/// An error as the CLI says it: the sentence without the library's category prefix, in terms
+/// of flags and commands where the library speaks of calls.
+fn user_message(e: &shardkv::Error) -> String {
+    use shardkv::Error;
+    match e {
+        Error::InvalidInput(m)
+        | Error::NotFound(m)
+        | Error::Conflict(m)
+        | Error::Locked(m)
+        | Error::Corrupted(m) => m.clone(),
+        Error::SchemeMismatch {
+            dir,
+            stored,
+            requested,
+        } => format!(
+            "the store in {} is sharded by {stored}, not {requested}; drop `--shard-by` or use \
+             `--shard-by {stored}`",
+            dir.display()
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -209,18 +323,28 @@ fn main() -> ExitCode {
             cache_bytes: args.cache_bytes,
             threads: args.threads,
         }),
-        Command::Status { data } => {
-            status::running_status(&data).map(|s| print!("{}", status::render_table(&s)))
-        }
-        Command::Stop { data, wait } => status::stop(&data, wait).map(|pid| {
+        Command::Status(target) => status_command(&target),
+        Command::Stop { target, wait } => resolve(&target).and_then(|data| {
+            let status = status::stop(&data, wait)?;
             println!(
-                "stopped the cluster in {} (supervisor pid {pid})",
+                "stopped {} in {} (supervisor pid {})",
+                cluster_name(&status),
+                data.display(),
+                status.supervisor_pid
+            );
+            Ok(())
+        }),
+        Command::Reload { target, wait } => resolve(&target).and_then(|data| {
+            let s = status::reload(&data, wait)?;
+            println!(
+                "reloaded {} worker{} of {} in {}",
+                s.workers.len(),
+                if s.workers.len() == 1 { "" } else { "s" },
+                cluster_name(&s),
                 data.display()
             );
-        }),
-        Command::Reload { data, wait } => status::reload(&data, wait).map(|s| {
-            println!("reloaded {} workers in {}", s.workers.len(), data.display());
             print!("{}", status::render_table(&s));
+            Ok(())
         }),
         Command::Check { data, repair } => check(&data, repair),
         Command::Bench(args) => bench::run(args),
@@ -230,16 +354,40 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "shardkv: {e}");
+            let _ = writeln!(std::io::stderr(), "shardkv: {}", user_message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+fn resolve(target: &TargetArgs) -> shardkv::Result<PathBuf> {
+    status::resolve_target(target.target.as_deref(), target.data.as_deref())
+}
+
+fn cluster_name(status: &status::ClusterStatus) -> String {
+    if status.name.is_empty() {
+        "the cluster".into()
+    } else {
+        format!("cluster {}", status.name)
+    }
+}
+
+/// `shardkv status`: every running cluster, or with a target, that cluster's workers.
+fn status_command(target: &TargetArgs) -> shardkv::Result<()> {
+    if target.target.is_none() && target.data.is_none() {
+        print!("{}", status::render_list(&cluster::running::list()));
+        return Ok(());
+    }
+    let data = resolve(target)?;
+    print!("{}", status::render_table(&status::running_status(&data)?));
+    Ok(())
 }
 
 fn serve(args: ServeArgs, log_format: String) -> shardkv::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     cluster::serve(ClusterOptions {
         data: args.data,
+        name: args.name,
         host: args.host,
         port: args.port,
         workers: cluster::resolve_workers(args.workers, cpus),
@@ -257,11 +405,20 @@ fn serve(args: ServeArgs, log_format: String) -> shardkv::Result<()> {
 }
 
 fn check(data: &Path, repair: bool) -> shardkv::Result<()> {
+    let data = &status::absolute(data);
     let report = if repair {
-        Store::repair(data)?
+        Store::repair(data)
     } else {
-        Store::check(data)?
-    };
+        Store::check(data)
+    }
+    .map_err(|e| match e {
+        shardkv::Error::NotFound(_) => shardkv::Error::NotFound(format!(
+            "there is no store in {} (no MANIFEST); `shardkv serve --data {}` creates one",
+            data.display(),
+            data.display()
+        )),
+        other => other,
+    })?;
     println!("store {} ({})", data.display(), report.scheme);
     println!(
         "{:>5}  {:<16} {:>12}  {:<14} collections",

@@ -123,7 +123,7 @@ fn a_failed_worker_fails_the_run_and_no_worker_outlives_it() {
         threads: vec![1],
         modes: vec![Mode::Group],
         seconds: 0.1,
-        out: tmp.path().join("out"),
+        out: Some(tmp.path().join("out")),
         data: Some(tmp.path().join("data")),
         seed: 1,
     };

@@ -57,12 +57,25 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Requests per second.
     pub per_second: f64,
-    /// Latency percentiles, milliseconds: p50, p90, p99, max.
-    pub latency_ms: [f64; 4],
+    /// Latency percentiles, milliseconds.
+    pub latency_ms: Latency,
     /// 2xx answers by worker pid.
     pub by_worker: BTreeMap<u32, usize>,
     /// The counter check, for `/`.
     pub counter: Option<CounterCheck>,
+}
+
+/// Latency percentiles of the answered and failed requests, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
 }
 
 /// The request counter's answers, checked.
@@ -112,6 +125,30 @@ fn split_url(url: &str) -> Result<(String, String)> {
         )));
     }
     Ok((host.to_owned(), path.to_owned()))
+}
+
+/// Fails with a message in the user's words when nothing answers at `addr`, naming the
+/// clusters this user runs, if any.
+fn probe(addr: &str) -> Result<()> {
+    let Err(e) = std::net::TcpStream::connect(addr) else {
+        return Ok(());
+    };
+    let running = shardkv::cluster::running::list();
+    let hint = if running.is_empty() {
+        "no shardkv cluster of yours is running; start one with `shardkv serve`".to_owned()
+    } else {
+        format!(
+            "your running clusters: {}",
+            running
+                .iter()
+                .map(|c| format!("{} on http://{}", c.name, c.address))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Err(Error::NotFound(format!(
+        "no server answers at http://{addr} ({e}); {hint}"
+    )))
 }
 
 fn read_count(addr: &str) -> Result<i64> {
@@ -164,6 +201,7 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
         return Err(Error::InvalidInput("-n and -c must be at least 1".into()));
     }
     let (addr, path) = split_url(&args.url)?;
+    probe(&addr)?;
     // `/?anything` counts too.
     let counter = path == "/" || path.starts_with("/?");
     let base = if counter {
@@ -285,7 +323,12 @@ pub fn run_load(args: &LoadArgs) -> Result<LoadReport> {
         errors,
         seconds,
         per_second: args.requests as f64 / seconds,
-        latency_ms: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
+        latency_ms: Latency {
+            p50: pct(0.5),
+            p90: pct(0.9),
+            p99: pct(0.99),
+            max: pct(1.0),
+        },
         by_worker,
         counter,
     })
@@ -296,7 +339,7 @@ pub fn render(report: &LoadReport) -> String {
     let mut out = String::new();
     out.push_str("| path | requests | clients | ok | failed | seconds | req/s | p50 ms | p90 ms | p99 ms | max ms | workers |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let [p50, p90, p99, max] = report.latency_ms;
+    let Latency { p50, p90, p99, max } = report.latency_ms;
     out.push_str(&format!(
         "| `{}` | {} | {} | {} | {} | {:.2} | {:.0} | {p50:.2} | {p90:.2} | {p99:.2} | {max:.2} | {} |\n",
         report.path,

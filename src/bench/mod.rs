@@ -90,9 +90,11 @@ pub struct BenchArgs {
     /// How long each configuration runs, in seconds (fractions allowed).
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     pub seconds: f64,
-    /// Where contention.csv and contention.svg are written (created if missing).
-    #[arg(long, default_value = "benches/results")]
-    pub out: PathBuf,
+    /// Where contention.csv and contention.svg are written (created if missing)
+    /// [default: a new directory under the system temp dir, printed; committed results are
+    /// only ever rewritten by naming them, as in `--out benches/results`].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Parent of the scratch store directories [default: a new directory under the system
     /// temp dir]. Each configuration's store is deleted after it verifies; a store that fails
     /// verification is kept there for inspection.
@@ -264,8 +266,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
 pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
     let configs = args.configs()?;
     let run_for = check_seconds(args.seconds)?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| Error::io(format!("creating {}", args.out.display()), e))?;
+    let out = match &args.out {
+        Some(out) => {
+            std::fs::create_dir_all(out)
+                .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+            out.clone()
+        }
+        None => fresh_out_dir()?,
+    };
+    eprintln!(
+        "results will be written to {}",
+        std::path::absolute(&out)
+            .unwrap_or_else(|_| out.clone())
+            .display()
+    );
     let scratch = Scratch::new(args.data.as_deref())?;
     if let Some(warning) = tmpfs_warning(&scratch.path) {
         eprintln!("warning: {warning}");
@@ -273,16 +287,18 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
 
     let mut results = Vec::with_capacity(configs.len());
     for (i, config) in configs.iter().enumerate() {
-        eprint!("[{}/{}] {config} ...", i + 1, configs.len());
+        // One whole line per configuration, written once it is measured: a worker's log
+        // line can come between two progress lines, never inside one.
+        let progress = format!("[{}/{}] {config} ...", i + 1, configs.len());
         let dir = scratch.path.join(format!("run-{:03}", i + 1));
         match process::measure(exe, &dir, config, run_for, args.seed) {
             Ok(m) => {
-                eprintln!(" {:.0} ops/s, verified", m.ops_per_sec());
+                eprintln!("{progress} {:.0} ops/s, verified", m.ops_per_sec());
                 remove_store(&dir)?;
                 results.push(m);
             }
             Err(e) => {
-                eprintln!(" FAILED");
+                eprintln!("{progress} FAILED");
                 if dir.exists() {
                     eprintln!("store of the failed run kept at {}", dir.display());
                 }
@@ -295,8 +311,8 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
         "shardkv contention: ops/s per configuration ({} s each, seed {})",
         args.seconds, args.seed
     );
-    write_file(&args.out.join("contention.csv"), &csv(&results))?;
-    write_file(&args.out.join("contention.svg"), &svg(&results, &title))?;
+    write_file(&out.join("contention.csv"), &csv(&results))?;
+    write_file(&out.join("contention.svg"), &svg(&results, &title))?;
     println!(
         "{} configurations, {} s each, seed {}; every end state verified.\n",
         results.len(),
@@ -312,8 +328,8 @@ pub fn run_with_exe(args: &BenchArgs, exe: &Path) -> Result<Vec<Measured>> {
     print!("{}", ratios(&results));
     eprintln!(
         "wrote {} and {}",
-        args.out.join("contention.csv").display(),
-        args.out.join("contention.svg").display()
+        out.join("contention.csv").display(),
+        out.join("contention.svg").display()
     );
     Ok(results)
 }
@@ -330,6 +346,29 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         proc_id: args.proc_id,
         seed: args.seed,
     })
+}
+
+/// A new, empty directory for one run's results under the system temp dir.
+fn fresh_out_dir() -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = std::env::temp_dir();
+    for n in 0..100 {
+        let path = base.join(format!(
+            "shardkv-bench-results-{stamp}-{}-{n}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+        }
+    }
+    Err(Error::InvalidInput(format!(
+        "could not create a results directory in {}; pass --out",
+        base.display()
+    )))
 }
 
 /// The parent of the per-configuration stores. One this run created is removed at the end
@@ -436,7 +475,7 @@ mod tests {
         assert_eq!(a.threads, [1, 8]);
         assert_eq!(a.modes, [Mode::PerWrite, Mode::Group]);
         assert_eq!(a.seconds, 2.0);
-        assert_eq!(a.out, Path::new("benches/results"));
+        assert_eq!(a.out, None);
         assert_eq!(a.data, None);
         assert_eq!(a.seed, DEFAULT_SEED);
         assert_eq!(a.configs().unwrap().len(), 3 * 2 * 2 * 2);

@@ -29,6 +29,7 @@
 //!   the supervisor alone and becomes an orderly shutdown, never a crash.
 //! - **Orphans never serve.** A worker whose supervisor dies (even by SIGKILL) sees its
 //!   stdin close, drains, and exits.
+pub mod running;
 pub mod status;
 mod supervisor;
 pub mod worker;
@@ -51,6 +52,9 @@ use supervisor::Supervisor;
 pub struct ClusterOptions {
     /// Data directory.
     pub data: PathBuf,
+    /// The name `status`, `stop` and `reload` know the cluster by; `None` takes the data
+    /// directory's name (suffixed `-2`, `-3`... if a running cluster has it).
+    pub name: Option<String>,
     /// Interface to bind.
     pub host: String,
     /// Port to bind (0: the OS chooses).
@@ -103,15 +107,20 @@ pub fn open_store(data: &Path, shard_by: Option<&ShardBy>, cache_bytes: usize) -
 
 /// Runs a cluster until it is stopped. Returns an error if it could not start or gave up on
 /// a crashing worker.
-pub fn serve(options: ClusterOptions) -> Result<()> {
+pub fn serve(mut options: ClusterOptions) -> Result<()> {
+    if let Some(name) = &options.name {
+        running::check_name(name)?;
+    }
     if let Ok(meta) = std::fs::metadata(&options.data)
         && !meta.is_dir()
     {
         return Err(Error::InvalidInput(format!(
             "data directory {} is a file, not a directory",
-            options.data.display()
+            status::absolute(&options.data).display()
         )));
     }
+    // First: a busy port must fail before anything is created on disk.
+    let listener = bind(&options.host, options.port)?;
     crate::store::create_dir_durably(&options.data)?;
     let data = options
         .data
@@ -137,6 +146,25 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
     })
     .collect::<Result<Vec<_>>>()?;
     let _claim = SupervisorLock::acquire(&data)?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    let started = SystemTime::now();
+    // Listed by `shardkv status` from anywhere until this function returns.
+    let (_registration, entry) = running::register(
+        running::Entry {
+            name: options
+                .name
+                .clone()
+                .unwrap_or_else(|| running::default_name(&data)),
+            data: data.clone(),
+            supervisor_pid: std::process::id(),
+            address: address.to_string(),
+            started_unix_ms: unix_ms(started),
+        },
+        options.name.is_some(),
+    )?;
+    options.name = Some(entry.name.clone());
     // Gone when this function returns, however it returns: no status outlives its supervisor.
     let _status_file = RemoveOnDrop(data.join(status::STATUS_FILE));
     // Replaces a dead supervisor's status at once, so that status, stop and reload never
@@ -144,10 +172,12 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
     status::write_status(
         &data,
         &ClusterStatus {
+            name: entry.name.clone(),
             supervisor_pid: std::process::id(),
             state: "starting".into(),
+            address: address.to_string(),
             data: data.clone(),
-            started_unix_ms: unix_ms(SystemTime::now()),
+            started_unix_ms: unix_ms(started),
             updated_unix_ms: unix_ms(SystemTime::now()),
             ..ClusterStatus::default()
         },
@@ -185,13 +215,10 @@ pub fn serve(options: ClusterOptions) -> Result<()> {
         Some(Err(e)) => return Err(Error::io("opening the store", std::io::Error::other(e))),
         Some(Ok(store)) => store?,
     };
-    let listener = bind(&options.host, options.port)?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::io("reading the bound address", e))?;
     // The one path every worker is started from, even after the file is rebuilt in place.
     let binary = std::env::current_exe().map_err(|e| Error::io("finding the shardkv binary", e))?;
     tracing::info!(
+        name = %entry.name,
         pid = std::process::id(),
         %address,
         workers = options.workers,

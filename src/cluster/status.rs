@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::running;
 use crate::error::{Error, Result};
 use crate::server::{Peers, WorkerSnapshot};
 use crate::store::{try_lock_file, write_atomically};
@@ -23,6 +24,9 @@ pub const SUPERVISOR_LOCK_FILE: &str = "CLUSTER.LOCK";
 /// What the supervisor publishes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClusterStatus {
+    /// The cluster's name (`serve --name`).
+    #[serde(default)]
+    pub name: String,
     /// Supervisor process id.
     pub supervisor_pid: u32,
     /// `running`, `reloading` or `stopping`.
@@ -139,7 +143,7 @@ impl SupervisorLock {
                     })
                     .unwrap_or_default();
                 Err(Error::Locked(format!(
-                    "another shardkv serve is already serving {}{who}; stop it first with: shardkv stop --data {}",
+                    "another shardkv serve is already serving {}{who}; stop it first with `shardkv stop --data {}`",
                     dir.display(),
                     dir.display()
                 )))
@@ -148,19 +152,38 @@ impl SupervisorLock {
     }
 }
 
-/// Whether a supervisor holds `dir` right now.
+/// Whether a supervisor holds `dir` right now. Needs only read access: the lock file is
+/// opened read-only, so a user who may read but not write the directory can ask.
 pub fn is_running(dir: &Path) -> Result<bool> {
-    if !dir.join(SUPERVISOR_LOCK_FILE).exists() {
-        return Ok(false);
+    let path = dir.join(SUPERVISOR_LOCK_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
     }
-    Ok(try_lock_file(&dir.join(SUPERVISOR_LOCK_FILE), false)?.is_none())
+}
+
+/// `dir` made absolute (without resolving symlinks if it does not exist), for messages.
+pub fn absolute(dir: &Path) -> PathBuf {
+    dir.canonicalize()
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// The running cluster's status, or a clear error when none runs in `dir`.
 pub fn running_status(dir: &Path) -> Result<ClusterStatus> {
+    let dir = &absolute(dir);
     if !is_running(dir)? {
         return Err(Error::NotFound(format!(
-            "no shardkv cluster is running in {}",
+            "no shardkv cluster is running in {}; start one with `shardkv serve --data {}`",
+            dir.display(),
             dir.display()
         )));
     }
@@ -180,24 +203,144 @@ pub fn running_status(dir: &Path) -> Result<ClusterStatus> {
     }
 }
 
-/// `shardkv status`: a table like `pm2 list`.
+/// What `status`, `stop` and `reload` act on: `--data DIR`, or a positional name or data
+/// directory, or, with neither, the one cluster this user runs.
+pub fn resolve_target(target: Option<&str>, data: Option<&Path>) -> Result<PathBuf> {
+    if let Some(data) = data {
+        return Ok(absolute(data));
+    }
+    let running = running::list();
+    let Some(target) = target else {
+        return match running.as_slice() {
+            [one] => Ok(one.data.clone()),
+            [] => Err(Error::NotFound(
+                "no shardkv cluster is running; start one with `shardkv serve --data DIR`".into(),
+            )),
+            many => Err(Error::InvalidInput(format!(
+                "{} clusters are running ({}); say which, by name or data directory",
+                many.len(),
+                many.iter()
+                    .map(|e| format!("{} in {}", e.name, e.data.display()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ))),
+        };
+    };
+    if let Some(entry) = running.iter().find(|e| e.name == target) {
+        return Ok(entry.data.clone());
+    }
+    let path = Path::new(target);
+    if path.is_dir() {
+        return Ok(absolute(path));
+    }
+    let names: Vec<&str> = running.iter().map(|e| e.name.as_str()).collect();
+    Err(Error::NotFound(if names.is_empty() {
+        format!(
+            "no cluster is named {target:?} and no directory {} exists; no shardkv cluster is running",
+            absolute(path).display()
+        )
+    } else {
+        format!(
+            "no cluster is named {target:?} and no directory {} exists; running: {}",
+            absolute(path).display(),
+            names.join(", ")
+        )
+    }))
+}
+
+/// `shardkv status` without a target: every running cluster of this user, like `pm2 list`.
+pub fn render_list(entries: &[running::Entry]) -> String {
+    if entries.is_empty() {
+        return "no shardkv cluster is running; start one with `shardkv serve --data DIR`\n".into();
+    }
+    let now = unix_ms(SystemTime::now());
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "name", "pid", "status", "address", "workers", "uptime", "data",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for e in entries {
+        let status = read_status(&e.data);
+        let (state, workers) = match &status {
+            Some(s) => (
+                s.state.clone(),
+                format!(
+                    "{}/{}",
+                    s.workers.iter().filter(|w| w.status == "online").count(),
+                    s.workers.iter().map(|w| w.id).max().map_or(0, |m| m + 1)
+                ),
+            ),
+            None => ("starting".into(), "-".into()),
+        };
+        rows.push(vec![
+            e.name.clone(),
+            e.supervisor_pid.to_string(),
+            state,
+            format!("http://{}", e.address),
+            workers,
+            human_duration(now.saturating_sub(e.started_unix_ms)),
+            e.data.display().to_string(),
+        ]);
+    }
+    let mut out = grid(&rows);
+    out.push_str("workers: online/slots. One cluster's workers: shardkv status NAME\n");
+    out
+}
+
+/// Rows as a table with a rule under the header, like `pm2 list`.
+fn grid(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| "─".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("┼");
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!(" {cell:<w$} "))
+            .collect();
+        out.push_str(cells.join("│").trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&rule);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `shardkv status NAME`: one cluster's workers, like `pm2 list`.
 pub fn render_table(status: &ClusterStatus) -> String {
     let now = unix_ms(SystemTime::now());
+    let name = if status.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", status.name)
+    };
     let mut out = format!(
-        "shardkv cluster: supervisor pid {}, {} on http://{}, data {}, {} ({} reloads)\n",
+        "shardkv cluster{name}: supervisor pid {}, {} on http://{}, data {}, {} ({} reload{})\n",
         status.supervisor_pid,
         status.state,
         status.address,
         status.data.display(),
         status.scheme,
-        status.reloads
+        status.reloads,
+        if status.reloads == 1 { "" } else { "s" }
     );
     let header = [
         "id", "pid", "status", "uptime", "restarts", "requests", "memory",
     ];
-    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+    let mut rows: Vec<Vec<String>> = vec![header.map(str::to_owned).to_vec()];
     for w in &status.workers {
-        rows.push([
+        rows.push(vec![
             w.id.to_string(),
             w.pid.to_string(),
             w.status.clone(),
@@ -209,27 +352,7 @@ pub fn render_table(status: &ClusterStatus) -> String {
             human_bytes(w.rss_bytes),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let rule: String = widths
-        .iter()
-        .map(|w| "─".repeat(w + 2))
-        .collect::<Vec<_>>()
-        .join("┼");
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!(" {cell:<w$} "))
-            .collect();
-        out.push_str(&cells.join("│"));
-        out.push('\n');
-        if i == 0 {
-            out.push_str(&rule);
-            out.push('\n');
-        }
-    }
+    out.push_str(&grid(&rows));
     out
 }
 
@@ -267,20 +390,20 @@ pub fn signal_supervisor(dir: &Path, signal: libc::c_int) -> Result<ClusterStatu
 }
 
 /// `shardkv stop`: asks the supervisor to drain and waits until it has exited.
-pub fn stop(dir: &Path, wait: Duration) -> Result<u32> {
+pub fn stop(dir: &Path, wait: Duration) -> Result<ClusterStatus> {
     let status = signal_supervisor(dir, libc::SIGTERM)?;
     let deadline = Instant::now() + wait;
     while is_running(dir)? {
         if Instant::now() > deadline {
             return Err(Error::Locked(format!(
-                "supervisor {} is still draining after {} s",
+                "supervisor {} is still draining after {} s; wait longer with `--wait`",
                 status.supervisor_pid,
                 wait.as_secs()
             )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(status.supervisor_pid)
+    Ok(status)
 }
 
 /// `shardkv reload`: asks for a rolling reload and waits until it has completed.
@@ -301,7 +424,7 @@ pub fn reload(dir: &Path, wait: Duration) -> Result<ClusterStatus> {
         }
         if Instant::now() > deadline {
             return Err(Error::Locked(format!(
-                "reload of {} did not complete within {} s",
+                "the reload of {} did not complete within {} s; wait longer with `--wait`",
                 dir.display(),
                 wait.as_secs()
             )));

@@ -630,6 +630,7 @@ impl Supervisor {
             .collect();
         workers.sort_by_key(|w| (w.id, w.started_unix_ms, w.pid));
         let status = ClusterStatus {
+            name: self.options.name.clone().unwrap_or_default(),
             supervisor_pid: std::process::id(),
             state: state.to_owned(),
             address: self.address.clone(),

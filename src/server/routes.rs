@@ -72,15 +72,32 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A count as a JSON number followed by a newline, so that under curl it does not run into
+/// the shell prompt.
+pub struct Count(i64);
+
+impl IntoResponse for Count {
+    fn into_response(self) -> Response {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            format!("{}\n", self.0),
+        )
+            .into_response()
+    }
+}
+
 /// `GET /`: counts the request; answers the new count.
-pub async fn hit(State(state): State<AppState>) -> Result<Json<i64>, ApiError> {
-    Ok(Json(state.registry().hit().await?))
+pub async fn hit(State(state): State<AppState>) -> Result<Count, ApiError> {
+    Ok(Count(state.registry().hit().await?))
 }
 
 /// `GET /count`: the count, unchanged. A point read from the page cache takes microseconds:
 /// it runs on the async worker (see the module docs).
-pub async fn count(State(state): State<AppState>) -> Result<Json<i64>, ApiError> {
-    Ok(Json(state.registry().count()?))
+pub async fn count(State(state): State<AppState>) -> Result<Count, ApiError> {
+    Ok(Count(state.registry().count()?))
 }
 
 /// Body of `POST /dogs`.
@@ -196,7 +213,7 @@ pub struct PrimeAnswer {
     number: u64,
     #[serde(rename = "isPrime")]
     is_prime: bool,
-    /// Milliseconds spent computing.
+    /// Milliseconds spent computing, to the microsecond.
     time: f64,
 }
 
@@ -256,7 +273,7 @@ pub async fn is_prime(
     Ok(Json(PrimeAnswer {
         number: n,
         is_prime,
-        time: started.elapsed().as_secs_f64() * 1000.0,
+        time: started.elapsed().as_micros() as f64 / 1000.0,
     }))
 }
 
