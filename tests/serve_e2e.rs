@@ -135,6 +135,17 @@ fn shardkv_load_checks_the_counter_exactly() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["ok"], 600);
     assert_eq!(report["counter"]["exact"], true);
+    // Percentiles are named, in order.
+    let latency = &report["latency_ms"];
+    let [p50, p90, p99, max] = ["p50", "p90", "p99", "max"].map(|p| {
+        latency[p]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{p}: {latency}"))
+    });
+    assert!(
+        0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        "{latency}"
+    );
     assert_eq!(
         Client::new(&server.addr).get("/count").unwrap().json(),
         json!(600)

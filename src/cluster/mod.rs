@@ -150,20 +150,26 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     let started = SystemTime::now();
-    // Listed by `shardkv status` from anywhere until this function returns.
-    let (_registration, entry) = running::register(
-        running::Entry {
-            name: options
-                .name
-                .clone()
-                .unwrap_or_else(|| running::default_name(&data)),
-            data: data.clone(),
-            supervisor_pid: std::process::id(),
-            address: address.to_string(),
-            started_unix_ms: unix_ms(started),
-        },
-        options.name.is_some(),
-    )?;
+    // Listed by `shardkv status` from anywhere until this function returns. A name asked
+    // for and taken is an error; an unusable runtime directory only costs the listing.
+    let entry = running::Entry {
+        name: options
+            .name
+            .clone()
+            .unwrap_or_else(|| running::default_name(&data)),
+        data: data.clone(),
+        supervisor_pid: std::process::id(),
+        address: address.to_string(),
+        started_unix_ms: unix_ms(started),
+    };
+    let (_registration, entry) = match running::register(entry.clone(), options.name.is_some()) {
+        Ok((registration, entry)) => (Some(registration), entry),
+        Err(e @ Error::Conflict(_)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "not listed for `shardkv status` (use --data to find it)");
+            (None, entry)
+        }
+    };
     options.name = Some(entry.name.clone());
     // Gone when this function returns, however it returns: no status outlives its supervisor.
     let _status_file = RemoveOnDrop(data.join(status::STATUS_FILE));
