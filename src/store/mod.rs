@@ -520,7 +520,7 @@ impl Store {
     /// let mut batch = WriteBatch::new();
     /// batch.incr("counters", "requests", 1);
     /// assert_eq!(store.write_async(batch).await?.values, [1]);
-    /// # shardkv::Result::Ok(()) }).unwrap();
+    /// # Ok::<(), shardkv::Error>(()) }).unwrap();
     /// ```
     pub async fn write_async(&self, batch: WriteBatch) -> Result<Written> {
         match self.prepare(batch)? {
