@@ -21,6 +21,7 @@ pub mod server;
 pub mod shard;
 pub mod shard_by;
 pub mod store;
+pub mod tickets;
 
 pub use batch::{Expect, Op, WriteBatch, Written};
 pub use error::{Error, Result};

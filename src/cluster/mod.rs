@@ -69,6 +69,8 @@ pub struct ClusterOptions {
     pub cache_bytes: usize,
     /// `text` or `json`, for the workers' logs too.
     pub log_format: String,
+    /// Which ticket service the workers serve (and where the api finds the others).
+    pub services: crate::server::tickets::ServiceOptions,
 }
 
 /// The scheme of a new store when `--shard-by` is not given.
@@ -104,6 +106,7 @@ pub fn open_store(data: &Path, shard_by: Option<&ShardBy>, cache_bytes: usize) -
 /// Runs a cluster until it is stopped. Returns an error if it could not start or gave up on
 /// a crashing worker.
 pub fn serve(options: ClusterOptions) -> Result<()> {
+    options.services.validate()?;
     if let Ok(meta) = std::fs::metadata(&options.data)
         && !meta.is_dir()
     {

@@ -220,6 +220,7 @@ impl Supervisor {
             .arg(self.options.cache_bytes.to_string())
             .arg("--log-format")
             .arg(&self.options.log_format)
+            .args(self.options.services.worker_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

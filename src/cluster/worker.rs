@@ -34,10 +34,15 @@ pub struct WorkerOptions {
     pub server: ServerConfig,
     /// Page cache per shard handle, bytes.
     pub cache_bytes: usize,
+    /// Which ticket service to serve.
+    pub services: server::tickets::ServiceOptions,
 }
 
 /// Runs a worker until it has drained.
 pub fn run(options: WorkerOptions) -> Result<()> {
+    // Test builds only (feature `failpoints`): faults named in FAILPOINTS, for this process.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let store = Store::builder()
         .cache_size(options.cache_bytes)
         .open(&options.data)?;
@@ -67,6 +72,7 @@ pub fn run(options: WorkerOptions) -> Result<()> {
             signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
         let orphaned = supervisor_gone();
 
+        let router = server::tickets::router(&options.services, state.clone())?;
         report("ready");
         let reporter = tokio::spawn(report_stats(state.clone()));
         if let Some(ms) = std::env::var(FAULT_CRASH_AFTER_MS)
@@ -91,7 +97,7 @@ pub fn run(options: WorkerOptions) -> Result<()> {
             };
             tracing::info!(pid = std::process::id(), reason = why, "worker draining");
         };
-        server::run(listener, state.clone(), options.server, shutdown)
+        server::run_router(listener, state.clone(), router, options.server, shutdown)
             .await
             .map_err(|e| Error::io("serving", e))?;
         reporter.abort();
