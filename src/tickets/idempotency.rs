@@ -21,9 +21,9 @@ pub struct IdempotencyRecord {
     pub hold_id: String,
     /// When the attempt started, ms since the epoch.
     pub started: i64,
-    /// The answer, once there is one: status and JSON body.
+    /// The answer, once there is one: status and JSON body, as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<(u16, serde_json::Value)>,
+    pub answer: Option<(u16, String)>,
 }
 
 /// What a request with an idempotency key should do.
@@ -37,8 +37,8 @@ pub enum Begin {
         /// The dead attempt's hold id.
         old_hold: String,
     },
-    /// Answer this, as the first time.
-    Done(u16, serde_json::Value),
+    /// Answer this (status, JSON body), as the first time.
+    Done(u16, String),
     /// Another attempt is in flight; retry later.
     InProgress,
 }
@@ -104,7 +104,7 @@ impl Tickets {
         key: &str,
         hold_id: &str,
         status: u16,
-        body: &serde_json::Value,
+        body: &str,
     ) -> Result<()> {
         let Some(bytes) = self.store.get(IDEMPOTENCY, key)? else {
             return Ok(());
@@ -114,7 +114,7 @@ impl Tickets {
             // Taken over by a retry after our lease ran out: its answer wins.
             return Ok(());
         }
-        record.answer = Some((status, body.clone()));
+        record.answer = Some((status, body.to_owned()));
         let mut batch = WriteBatch::new();
         batch.expect(IDEMPOTENCY, key, Expect::Equals(bytes)).put(
             IDEMPOTENCY,

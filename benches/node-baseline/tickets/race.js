@@ -1,7 +1,7 @@
 // The 50-client race, the same for the lesson's code and for shardkv: N bookings with
 // distinct names (count 1, or counts cycling 1..3 with --mixed) fired at once; then the
 // show and its reservations are read back. Prints one JSON line:
-//   succeeded, refused, failed (no answer), reserved (as the show says), booked guests
+//   succeeded, refused, failed (no answer within 10 s), reserved (as the show says), booked guests
 //   (from the reservations), oversold = max(0, guests of successful bookings - houseSize).
 // usage: node race.js BOOK_URL SHOW_URL RESERVATIONS_URL SHOW_ID HOUSE [N] [--mixed]
 const [bookUrl, showUrl, reservationsUrl, showID, house, n = '50'] = process.argv.slice(2);
@@ -17,6 +17,8 @@ async function main() {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ showID, name, count }),
+        // The lesson's api never answers when a service's answer is not JSON.
+        signal: AbortSignal.timeout(10000),
       })
         .then(async (r) => ({ count, status: r.status, body: await r.json().catch(() => null) }))
         .catch((e) => ({ count, status: 0, body: String(e) })),
@@ -24,8 +26,12 @@ async function main() {
   }
   const results = await Promise.all(jobs);
   const won = results.filter((r) => r.body && r.body.success === true);
-  const show = await fetch(showUrl).then((r) => r.json());
-  const list = await fetch(reservationsUrl).then((r) => r.json());
+  const read = (url) =>
+    fetch(url, { signal: AbortSignal.timeout(10000) })
+      .then((r) => r.json())
+      .catch((e) => ({ error: String(e) }));
+  const show = await read(showUrl);
+  const list = await read(reservationsUrl);
   const wonGuests = won.reduce((a, r) => a + r.count, 0);
   console.log(
     JSON.stringify({

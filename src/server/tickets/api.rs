@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 use super::ServiceOptions;
 use super::client::{CALL_TIMEOUT, CallError, Http, Upstream};
 use super::fields::Fields;
-use super::services::{HOLD_VOIDED, blocking, booked};
+use super::services::{Canceled, HOLD_VOIDED, blocking, booked};
 use crate::error::{Error, Result};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -82,9 +82,14 @@ pub(super) fn routes(options: &ServiceOptions, state: &AppState) -> Result<Route
         .with_state(api))
 }
 
-/// Passes another service's answer on: its status and JSON body.
-fn relay(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
+/// A JSON answer with this status and body, byte for byte.
+fn relay(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// An answer of another service that is an error, as ours: its 4xx and message as is; a
@@ -114,9 +119,9 @@ fn down(to: &Upstream, e: &CallError) -> ApiError {
 }
 
 async fn list_shows(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    match api.http.call(&api.shows, Method::GET, "/", None).await {
+    match api.http.call_raw(&api.shows, Method::GET, "/", None).await {
         Ok((status, body)) if status.is_success() => Ok(relay(status, body)),
-        Ok((status, body)) => Err(refused(&api.shows, status, &body)),
+        Ok((status, body)) => Err(refused(&api.shows, status, &parse(&body))),
         Err(e) => Err(down(&api.shows, &e)),
     }
 }
@@ -125,11 +130,11 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Res
     check_id("showID", &id)?;
     match api
         .http
-        .call(&api.shows, Method::GET, &format!("/show/{id}"), None)
+        .call_raw(&api.shows, Method::GET, &format!("/show/{id}"), None)
         .await
     {
         Ok((status, body)) if status.is_success() => Ok(relay(status, body)),
-        Ok((status, body)) => Err(refused(&api.shows, status, &body)),
+        Ok((status, body)) => Err(refused(&api.shows, status, &parse(&body))),
         Err(e) => Err(down(&api.shows, &e)),
     }
 }
@@ -161,6 +166,21 @@ async fn reserve(
             Some(k.to_owned())
         }
     };
+    // Its own task: a client that hangs up mid-booking must not cut the steps short (the
+    // handler's future would be dropped), which would leave its hold to the reconciler.
+    tokio::spawn(book_to_the_end(api, id, name, n, hold, key))
+        .await
+        .map_err(|_| ApiError::unavailable("the booking could not be completed"))?
+}
+
+async fn book_to_the_end(
+    api: Arc<Api>,
+    id: String,
+    name: String,
+    n: i64,
+    hold: String,
+    key: Option<String>,
+) -> Result<Response, ApiError> {
     let mut old_hold = None;
     if let Some(key) = &key {
         let request = json!([id, name, n]).to_string();
@@ -199,7 +219,7 @@ async fn reserve(
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
                 .await
                 .map_err(|_| ApiError::unavailable("could not read the answer"))?;
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let body = String::from_utf8_lossy(&bytes).into_owned();
             let stored = body.clone();
             blocking(move || t.finish_idempotent(&key, &hold, status.as_u16(), &stored)).await?;
             Ok(relay(status, body))
@@ -424,8 +444,15 @@ async fn reconcile_forever(api: Arc<Api>) {
     }
 }
 
-async fn cancel(State(api): State<Arc<Api>>, body: Fields) -> Result<Json<Value>, ApiError> {
+async fn cancel(State(api): State<Arc<Api>>, body: Fields) -> Result<Response, ApiError> {
     let (id, name) = (body.id("showID")?, body.name("name")?);
+    // Its own task, as a booking: a client hanging up does not stop it halfway.
+    tokio::spawn(cancel_to_the_end(api, id, name))
+        .await
+        .map_err(|_| ApiError::unavailable("the cancel could not be completed"))?
+}
+
+async fn cancel_to_the_end(api: Arc<Api>, id: String, name: String) -> Result<Response, ApiError> {
     let request = json!({ "showID": id, "name": name });
     let (status, answer) = api
         .http
@@ -441,9 +468,18 @@ async fn cancel(State(api): State<Arc<Api>>, body: Fields) -> Result<Json<Value>
     {
         api.forget_cancellation(&id, h).await;
     }
-    Ok(Json(
-        json!({ "canceled": true, "showID": id, "name": name, "guests": guests }),
-    ))
+    Ok(Json(Canceled {
+        canceled: true,
+        show_id: &id,
+        name: &name,
+        guests,
+        hold_id: None,
+    })
+    .into_response())
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
 /// Test builds only (feature `failpoints`): `FAILPOINTS=api::after-hold=return(PREFIX)` makes

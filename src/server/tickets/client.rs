@@ -88,6 +88,21 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), CallError> {
+        let (status, bytes) = self.call_raw(to, method, path, body).await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Like [`Http::call`], answering the body's bytes as they came.
+    pub async fn call_raw(
+        &self,
+        to: &Upstream,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), CallError> {
         let uri = format!("{}{path}", to.base);
         let mut request = Request::builder().method(method).uri(&uri);
         let bytes = match body {
@@ -115,7 +130,7 @@ impl Http {
                 .await
                 .map_err(|e| CallError::Unknown(format!("the {} service's answer: {e}", to.name)))?
                 .to_bytes();
-            Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+            Ok((status, body))
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(result) => result,

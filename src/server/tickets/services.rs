@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::fields::Fields;
@@ -15,7 +17,36 @@ use crate::registry::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::routes::{Path, Query};
-use crate::tickets::{Settle, Tickets, check_id};
+use crate::tickets::{Reservation, Settle, Show, Tickets, check_id};
+
+/// The answer to a booking, fields in the lesson's order.
+#[derive(Serialize)]
+struct Booked<'a> {
+    success: bool,
+    #[serde(rename = "showID")]
+    show_id: &'a str,
+    name: &'a str,
+    guests: i64,
+}
+
+/// The answer to a cancel, fields in the lesson's order.
+#[derive(Serialize)]
+pub(super) struct Canceled<'a> {
+    pub canceled: bool,
+    #[serde(rename = "showID")]
+    pub show_id: &'a str,
+    pub name: &'a str,
+    pub guests: i64,
+    #[serde(rename = "holdID", skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<&'a str>,
+}
+
+/// The lesson's `GET /`: shows, and the reservations of each show that has some.
+#[derive(Serialize)]
+struct Overview {
+    shows: Vec<Show>,
+    reservations: BTreeMap<String, Vec<Reservation>>,
+}
 
 /// The message prefix by which the reservations service says a hold was voided (410).
 pub(super) const HOLD_VOIDED: &str = "hold voided: ";
@@ -111,18 +142,21 @@ impl Page {
 async fn overview(
     State(t): State<Tickets>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Overview>, ApiError> {
     let limit = page.limit()?;
     let answer = blocking(move || {
         let shows = t.shows(page.after.as_deref(), limit)?;
-        let mut reservations = serde_json::Map::new();
+        let mut reservations = BTreeMap::new();
         for s in &shows {
             let list = t.reservations(&s.id)?;
             if !list.is_empty() {
-                reservations.insert(s.id.clone(), serde_json::to_value(list).unwrap_or_default());
+                reservations.insert(s.id.clone(), list);
             }
         }
-        Ok(json!({ "shows": shows, "reservations": reservations }))
+        Ok(Overview {
+            shows,
+            reservations,
+        })
     })
     .await?;
     Ok(Json(answer))
@@ -131,10 +165,11 @@ async fn overview(
 async fn list_shows(
     State(t): State<Tickets>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Show>>, ApiError> {
     let limit = page.limit()?;
-    let shows = blocking(move || t.shows(page.after.as_deref(), limit)).await?;
-    Ok(Json(json!(shows)))
+    Ok(Json(
+        blocking(move || t.shows(page.after.as_deref(), limit)).await?,
+    ))
 }
 
 async fn create_show(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
@@ -168,29 +203,39 @@ async fn reserve(State(t): State<Tickets>, body: Fields) -> Result<Response, Api
 
 /// The 201 of a booking.
 pub(super) fn booked(id: &str, name: &str, guests: i64) -> Response {
-    let body = json!({ "success": true, "showID": id, "name": name, "guests": guests });
+    let body = Booked {
+        success: true,
+        show_id: id,
+        name,
+        guests,
+    };
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-async fn cancel(State(t): State<Tickets>, body: Fields) -> Result<Json<Value>, ApiError> {
+async fn cancel(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
     let (id, name) = (body.id("showID")?, body.name("name")?);
     let shown = id.clone();
     let r = blocking(move || t.cancel(&id, &name)).await?;
-    Ok(Json(
-        json!({ "canceled": true, "showID": shown, "name": r.name, "guests": r.guests }),
-    ))
+    Ok(Json(Canceled {
+        canceled: true,
+        show_id: &shown,
+        name: &r.name,
+        guests: r.guests,
+        hold_id: None,
+    })
+    .into_response())
 }
 
 async fn show_reservations(
     State(t): State<Tickets>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Reservation>>, ApiError> {
     let list = blocking(move || {
         t.show(&id)?;
         t.reservations(&id)
     })
     .await?;
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
 async fn hold(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
@@ -224,14 +269,10 @@ async fn expired_holds(State(t): State<Tickets>) -> Result<Json<Value>, ApiError
 async fn all_reservations(
     State(t): State<Tickets>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BTreeMap<String, Vec<Reservation>>>, ApiError> {
     let limit = page.limit()?;
     let all = blocking(move || t.all_reservations(page.after.as_deref(), limit)).await?;
-    let map: serde_json::Map<String, Value> = all
-        .into_iter()
-        .map(|(id, list)| (id, json!(list)))
-        .collect();
-    Ok(Json(Value::Object(map)))
+    Ok(Json(all.into_iter().collect()))
 }
 
 async fn record(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
@@ -250,20 +291,25 @@ async fn record(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiE
     Ok(booked(&shown, &r.name, r.guests))
 }
 
-async fn remove(State(t): State<Tickets>, body: Fields) -> Result<Json<Value>, ApiError> {
+async fn remove(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
     let (id, name) = (body.id("showID")?, body.name("name")?);
     let shown = id.clone();
     let r = blocking(move || t.remove_reservation(&id, &name)).await?;
-    Ok(Json(json!({
-        "canceled": true, "showID": shown, "name": r.name, "guests": r.guests, "holdID": r.hold_id,
-    })))
+    Ok(Json(Canceled {
+        canceled: true,
+        show_id: &shown,
+        name: &r.name,
+        guests: r.guests,
+        hold_id: r.hold_id.as_deref(),
+    })
+    .into_response())
 }
 
 async fn reservations_of(
     State(t): State<Tickets>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(blocking(move || t.reservations(&id)).await?)))
+) -> Result<Json<Vec<Reservation>>, ApiError> {
+    Ok(Json(blocking(move || t.reservations(&id)).await?))
 }
 
 async fn void_hold(State(t): State<Tickets>, body: Fields) -> Result<Json<Value>, ApiError> {
