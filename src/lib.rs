@@ -59,6 +59,7 @@ pub mod server;
 mod shard;
 pub mod shard_by;
 mod store;
+pub mod tickets;
 
 pub use batch::{Expect, Op, WriteBatch, Written};
 pub use error::{Error, Result};

@@ -10,6 +10,7 @@ mod bench;
 use clap::{Parser, Subcommand};
 use shardkv::cluster::{self, ClusterOptions, status, worker};
 use shardkv::server::ServerConfig;
+use shardkv::server::tickets::{Service, ServiceOptions};
 use shardkv::{ShardBy, ShardHealth, Store};
 
 const AFTER_HELP: &str = "\
@@ -100,9 +101,10 @@ struct TargetArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Data directory (created if missing).
-    #[arg(long, default_value = "shards")]
-    data: PathBuf,
+    /// Data directory (created if missing). Defaults to shards, or shards-shows,
+    /// shards-reservations, shards-api for a ticket service.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// The name `status`, `stop` and `reload` know this cluster by (PM2's --name)
     /// [default: the data directory's name].
     #[arg(long)]
@@ -110,9 +112,12 @@ struct ServeArgs {
     /// Interface to bind. The default serves this machine only.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port to bind; 0 lets the OS choose (the chosen one is printed).
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
+    /// Port to bind; 0 lets the OS choose (the chosen one is printed). Defaults to the
+    /// lesson's: 3000 (all, api), 3001 (shows), 3002 (reservations).
+    #[arg(long)]
+    port: Option<u16>,
+    #[command(flatten)]
+    services: ServiceArgs,
     /// Worker processes, as PM2's -i: N > 0 is exactly N, `max` or 0 is one per CPU, -K is
     /// CPUs - K (at least 1).
     #[arg(
@@ -152,6 +157,40 @@ struct ServeArgs {
     cache_mb: usize,
 }
 
+/// The ticket system's services (`shardkv serve --service`).
+#[derive(clap::Args)]
+struct ServiceArgs {
+    /// What to serve: all (counter, dogs, and the ticket monolith under /tickets), or one
+    /// ticket service as its own cluster: shows, reservations, or api.
+    #[arg(long, default_value = "all", value_parser = parse_service)]
+    service: Service,
+    /// The api's shows service.
+    #[arg(long, default_value = "http://127.0.0.1:3001")]
+    shows_url: String,
+    /// The api's reservations service.
+    #[arg(long, default_value = "http://127.0.0.1:3002")]
+    reservations_url: String,
+    /// How long the api holds seats for a booking in flight; a hold left by a failure is
+    /// settled after it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    hold_ttl: Duration,
+}
+
+impl ServiceArgs {
+    fn options(self) -> ServiceOptions {
+        ServiceOptions {
+            service: self.service,
+            shows_url: self.shows_url,
+            reservations_url: self.reservations_url,
+            hold_ttl: self.hold_ttl,
+        }
+    }
+}
+
+fn parse_service(s: &str) -> Result<Service, String> {
+    s.parse().map_err(|e: shardkv::Error| e.to_string())
+}
+
 #[derive(clap::Args)]
 struct WorkerArgs {
     #[arg(long)]
@@ -168,6 +207,8 @@ struct WorkerArgs {
     cache_bytes: usize,
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    services: ServiceArgs,
 }
 
 /// A routing spec, refusing alphabetical ranges that do not run from `a` to `z`: the store
@@ -322,6 +363,7 @@ fn main() -> ExitCode {
             },
             cache_bytes: args.cache_bytes,
             threads: args.threads,
+            services: args.services.options(),
         }),
         Command::Status(target) => status_command(&target),
         Command::Stop { target, wait } => resolve(&target).and_then(|data| {
@@ -385,11 +427,14 @@ fn status_command(target: &TargetArgs) -> shardkv::Result<()> {
 
 fn serve(args: ServeArgs, log_format: String) -> shardkv::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let service = args.services.service;
     cluster::serve(ClusterOptions {
-        data: args.data,
+        data: args
+            .data
+            .unwrap_or_else(|| PathBuf::from(service.default_data())),
         name: args.name,
         host: args.host,
-        port: args.port,
+        port: args.port.unwrap_or(service.default_port()),
         workers: cluster::resolve_workers(args.workers, cpus),
         shard_by: args.shard_by,
         server: ServerConfig {
@@ -401,6 +446,7 @@ fn serve(args: ServeArgs, log_format: String) -> shardkv::Result<()> {
         min_uptime: args.min_uptime,
         cache_bytes: args.cache_mb.max(1) << 20,
         log_format,
+        services: args.services.options(),
     })
 }
 

@@ -250,6 +250,11 @@ impl Registry {
             .collect()
     }
 
+    /// The store underneath, for the other domains that share it (tickets).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// This process's per-shard counters.
     pub fn shard_stats(&self) -> Vec<ShardStats> {
         self.store.stats()

@@ -73,6 +73,8 @@ pub struct ClusterOptions {
     pub cache_bytes: usize,
     /// `text` or `json`, for the workers' logs too.
     pub log_format: String,
+    /// Which ticket service the workers serve (and where the api finds the others).
+    pub services: crate::server::tickets::ServiceOptions,
 }
 
 /// The scheme of a new store when `--shard-by` is not given.
@@ -111,6 +113,7 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
     if let Some(name) = &options.name {
         running::check_name(name)?;
     }
+    options.services.validate()?;
     if let Ok(meta) = std::fs::metadata(&options.data)
         && !meta.is_dir()
     {

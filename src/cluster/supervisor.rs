@@ -226,6 +226,7 @@ impl Supervisor {
             .arg(&self.options.log_format)
             .arg("--threads")
             .arg(self.threads.to_string())
+            .args(self.options.services.worker_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -32,6 +32,8 @@ pub struct WorkerOptions {
     pub cache_bytes: usize,
     /// Async worker threads (1: a current-thread runtime).
     pub threads: usize,
+    /// Which ticket service to serve.
+    pub services: server::tickets::ServiceOptions,
 }
 
 /// Runs a worker until it has drained.
@@ -68,6 +70,7 @@ pub fn run(options: WorkerOptions) -> Result<()> {
             signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
         let orphaned = supervisor_gone();
 
+        let router = server::tickets::router(&options.services, state.clone())?;
         report("ready");
         let reporter = tokio::spawn(report_stats(state.clone()));
         #[cfg(feature = "failpoints")]
@@ -81,7 +84,7 @@ pub fn run(options: WorkerOptions) -> Result<()> {
             };
             tracing::info!(pid = std::process::id(), reason = why, "worker draining");
         };
-        server::run(listener, state.clone(), options.server, shutdown)
+        server::run_router(listener, state.clone(), router, options.server, shutdown)
             .await
             .map_err(|e| Error::io("serving", e))?;
         reporter.abort();

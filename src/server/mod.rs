@@ -20,6 +20,7 @@ mod conn;
 pub mod error;
 pub mod metrics;
 mod routes;
+pub mod tickets;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -185,6 +186,7 @@ pub fn app(state: AppState) -> Router {
         .route("/stats", get(routes::stats))
         .route("/metrics", get(routes::prometheus))
         .route("/healthz", get(routes::healthz))
+        .nest("/tickets", tickets::monolith(&state))
         .route_layer(middleware::from_fn(tag_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -349,7 +351,19 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(app(state.clone()));
+    let router = app(state.clone());
+    run_router(listener, state, router, config, shutdown).await
+}
+
+/// Like [`run`], serving `router` (built on `state`, such as a ticket service's).
+pub async fn run_router(
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let service = TowerToHyperService::new(router);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)

@@ -63,3 +63,4 @@ pub mod cluster;
 pub mod http;
 pub mod load;
 pub mod model;
+pub mod tickets;

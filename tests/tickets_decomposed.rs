@@ -1,0 +1,183 @@
+//! The decomposed ticket system as three real clusters (shows and reservations on 2 workers
+//! each, the api in front): concurrent bookings never oversell, a cancel gives its seats
+//! back, a stopped reservations service is a 503 that holds nothing, and a retried booking
+//! with the same Idempotency-Key books once.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::tickets::{Decomposed, call, call_with, create_show, race};
+use serde_json::json;
+
+#[test]
+fn fifty_concurrent_bookings_through_the_api_never_oversell() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 2, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Wicked", 10);
+    let bookings: Vec<(String, i64)> = (0..50)
+        .map(|i| (format!("guest-{i:02}"), i % 3 + 1))
+        .collect();
+    let attempts = race(&d.api.addr, "/reserve", &show, &bookings);
+
+    let mut won = BTreeMap::new();
+    for a in &attempts {
+        match a.status {
+            201 => {
+                assert_eq!(
+                    a.body,
+                    json!({ "success": true, "showID": show, "name": a.name, "guests": a.count })
+                );
+                won.insert(a.name.clone(), a.count);
+            }
+            409 => assert!(
+                a.body["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("cannot reserve {} seats. Only ", a.count)),
+                "{a:?}"
+            ),
+            _ => panic!("neither booked nor refused: {a:?}"),
+        }
+    }
+    let sum: i64 = won.values().sum();
+    // Seats taken only grow here (no booking fails after its hold), so if any seat were
+    // left every 1-seat booking would have had it: the house fills exactly.
+    assert_eq!(sum, 10, "{attempts:?}");
+    let s = d.show(&show);
+    assert_eq!(s["reserved"], sum, "{s}");
+    assert_eq!(s.get("held"), None, "no hold left: {s}");
+    assert_eq!(d.reservations(&show), won);
+    // The api's GET / relays the shows service's.
+    let (status, shows) = call(&d.api.addr, "GET", "/", None);
+    assert_eq!((status, &shows[0]["reserved"]), (200, &json!(10)));
+}
+
+#[test]
+fn cancel_through_the_api_gives_the_seats_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Cats", 5);
+    let booking = json!({ "showID": show, "name": "alice", "count": 3 });
+    let (status, body) = call(&d.api.addr, "POST", "/reserve", Some(booking));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(d.show(&show)["reserved"], 3);
+
+    let cancel = json!({ "showID": show, "name": "alice" });
+    let (status, body) = call(&d.api.addr, "DELETE", "/cancel", Some(cancel.clone()));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "canceled": true, "showID": show, "name": "alice", "guests": 3 })
+    );
+    assert_eq!(d.show(&show)["reserved"], 0, "the seats went back");
+    assert!(d.reservations(&show).is_empty());
+    let (status, again) = call(&d.api.addr, "DELETE", "/cancel", Some(cancel));
+    assert_eq!(status, 404, "{again}");
+    assert_eq!(d.show(&show)["reserved"], 0);
+    // Unknown shows are 404 through the api too.
+    let (status, e) = call(
+        &d.api.addr,
+        "POST",
+        "/reserve",
+        Some(json!({ "showID": "nope", "name": "bob", "count": 1 })),
+    );
+    assert_eq!(status, 404, "{e}");
+    let (status, _) = call(&d.api.addr, "GET", "/show/nope", None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_stopped_reservations_service_is_a_503_that_holds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Rent", 10);
+    let (status, _) = call(
+        &d.api.addr,
+        "POST",
+        "/reserve",
+        Some(json!({ "showID": show, "name": "alice", "count": 2 })),
+    );
+    assert_eq!(status, 201);
+
+    d.reservations.signal(libc::SIGTERM);
+    assert!(
+        d.reservations
+            .wait_exit(std::time::Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "the reservations service stops"
+    );
+    let (status, body) = call(
+        &d.api.addr,
+        "POST",
+        "/reserve",
+        Some(json!({ "showID": show, "name": "bob", "count": 3 })),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("reservations service"),
+        "{body}"
+    );
+    // Well within the 30 s TTL: the hold was released at once, nothing else moved.
+    let s = d.show(&show);
+    assert_eq!(s["reserved"], 2, "{s}");
+    assert_eq!(s.get("held"), None, "{s}");
+}
+
+#[test]
+fn a_retried_booking_with_the_same_idempotency_key_books_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 2, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Evita", 10);
+    let booking = json!({ "showID": show, "name": "alice", "count": 2 });
+    let key = [("idempotency-key", "booking-7f3a")];
+    let (status, first) = call_with(&d.api.addr, "POST", "/reserve", Some(booking.clone()), &key);
+    assert_eq!(status, 201, "{first}");
+    // Retries, sequential and concurrent, all get the first answer.
+    let retries: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, booking) = (d.api.addr.clone(), booking.clone());
+            std::thread::spawn(move || {
+                call_with(
+                    &addr,
+                    "POST",
+                    "/reserve",
+                    Some(booking),
+                    &[("idempotency-key", "booking-7f3a")],
+                )
+            })
+        })
+        .collect();
+    for r in retries {
+        assert_eq!(r.join().unwrap(), (201, first.clone()));
+    }
+    assert_eq!(d.show(&show)["reserved"], 2, "booked once");
+    assert_eq!(
+        d.reservations(&show),
+        BTreeMap::from([("alice".to_owned(), 2)])
+    );
+    // The same key for another request is refused; another key for the same name is the
+    // usual 409.
+    let other = json!({ "showID": show, "name": "alice", "count": 3 });
+    let (status, e) = call_with(&d.api.addr, "POST", "/reserve", Some(other), &key);
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = call_with(
+        &d.api.addr,
+        "POST",
+        "/reserve",
+        Some(booking),
+        &[("idempotency-key", "booking-other")],
+    );
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(d.show(&show)["reserved"], 2);
+    // Each service's data directory shows its own workers.
+    for (c, n) in [(&d.shows, 2), (&d.reservations, 2), (&d.api, 2)] {
+        let out = common::cluster::shardkv(&["status", "--data", c.data.to_str().unwrap()]);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{table}");
+        assert_eq!(table.matches("online").count(), n, "{table}");
+    }
+}
