@@ -243,6 +243,11 @@ impl Registry {
         self.store.stats()
     }
 
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The store's routing scheme, as a spec.
     pub fn scheme(&self) -> String {
         self.store.scheme().to_string()
