@@ -355,6 +355,7 @@ const WORKER_KEYS: &[(&str, &str)] = &[
 const WORKER_SHARD_KEYS: &[(&str, &str)] = &[
     ("/shard", "number"),
     ("/writes", "number"),
+    ("/rejected", "number"),
     ("/commits", "number"),
     ("/lock_wait_us", "number"),
 ];
@@ -452,4 +453,64 @@ fn stats_has_every_key_the_page_reads() {
         }
     }
     assert_eq!(slots, BTreeSet::from([0, 1]), "{doc:#}");
+}
+
+/// Regenerates `docs/dashboard.png` (or `$SHARDKV_SCREENSHOT`): a 4-worker `alpha:a-m,n-z`
+/// cluster for about 80 s under a counter load plus dog inserts over both ranges, with one
+/// worker SIGKILLed and one rolling reload on the way, so the picture shows a hot shard, the
+/// rate line through both events, and the replaced pids. Run it by hand:
+/// `cargo test --release --test dashboard -- --ignored --nocapture`.
+#[test]
+#[ignore = "writes docs/dashboard.png; run by hand"]
+fn screenshot_for_the_readme() {
+    browser::chromium();
+    let out = std::env::var_os("SHARDKV_SCREENSHOT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png"),
+        std::path::PathBuf::from,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shards");
+    let server = cluster::start(&data, &["--workers", "4", "--shard-by", "alpha:a-m,n-z"]);
+    server.wait_workers("4 workers online", Duration::from_secs(30), |w| {
+        cluster::online(4)(w) && w.iter().all(|w| w.reported)
+    });
+    let counter = load::start(&server.addr, 3);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dogs = {
+        let (addr, stop) = (server.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut client = http::Client::new(&addr);
+            let colors = ["orange", "black", "white", "brown"];
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Names spread over a-z, so both shards take inserts.
+                let letter = (b'a' + (i * 7 % 26) as u8) as char;
+                let body = format!(
+                    r#"{{"name":"{letter}dog{i}","color":"{}"}}"#,
+                    colors[i as usize % colors.len()]
+                );
+                let _ = client.post_json("/dogs", &body);
+                let _ = client.get(&format!("/dogs?color={}&limit=5", colors[i as usize % 4]));
+                i += 1;
+            }
+        })
+    };
+    let mut browser = Browser::launch(1400, 1150);
+    browser.open(&format!("{}/dashboard", server.addr));
+    std::thread::sleep(Duration::from_secs(30));
+    let victim = server.online_pids()[1];
+    // SAFETY: kill(2) on a worker pid read from the status file.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(20));
+    let reload = cluster::shardkv(&["reload", "--data", data.to_str().unwrap()]);
+    assert!(reload.status.success(), "{reload:?}");
+    std::thread::sleep(Duration::from_secs(25));
+    let page = browser.eval(PROBE);
+    assert_no_js_errors(&browser, &page);
+    assert_eq!(page["rows"].as_array().unwrap().len(), 4, "{page:#}");
+    std::fs::write(&out, browser.screenshot()).unwrap();
+    eprintln!("wrote {}", out.display());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    dogs.join().unwrap();
+    let _ = counter.finish();
 }

@@ -342,6 +342,7 @@ pub fn stats_json(
                 "shard": s.shard,
                 "commits": s.commits,
                 "writes": s.writes,
+                "rejected": s.rejected,
                 "lock_wait_us": s.lock_wait_us,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
