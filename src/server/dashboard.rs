@@ -8,11 +8,12 @@
 //!   anything else, so a page that grew an external dependency would break in the browser
 //!   test rather than on a machine with no internet.
 //! - It is read-only: it only ever sends `GET /stats`.
-//! - Rates are computed in the page, per worker, from successive reports of that worker
-//!   against that worker's own `uptime_s`, so they stay right whatever the age of a report
-//!   (peers' reports reach `/stats` through the status file, up to about a second late) and
-//!   whatever the browser's clock does; cluster, route and shard rates are sums over the
-//!   live workers.
+//! - Rates are computed in the page from successive answers. A worker's requests/s is taken
+//!   from its own reports against its own `uptime_s`, so that a peer's report reaching
+//!   `/stats` late (through the status file, up to about a second) makes no spike. Cluster,
+//!   route and shard rates are taken from the totals over every worker, exited ones included,
+//!   over a few seconds: a drained worker reports once more on exit, so a reload makes no
+//!   false dip.
 //! - When `/stats` fails the page says so and keeps polling; its own JavaScript errors are
 //!   listed in `#js-errors`, which `tests/dashboard.rs` reads.
 

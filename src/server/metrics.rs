@@ -336,15 +336,6 @@ pub fn stats_json(
             "isprime_running": w.isprime_running,
             "restarts": w.restarts,
             "rss_bytes": w.rss_bytes,
-            // This worker's own shard counters, so that rates can be taken per worker against
-            // its own uptime clock, whatever the age of its report.
-            "shards": w.shards.iter().map(|s| serde_json::json!({
-                "shard": s.shard,
-                "commits": s.commits,
-                "writes": s.writes,
-                "rejected": s.rejected,
-                "lock_wait_us": s.lock_wait_us,
-            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "totals": {
             "workers": workers.len(),
