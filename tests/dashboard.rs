@@ -27,6 +27,7 @@ const PROBE: &str = r##"(() => {
   return {
     state: document.body.dataset.state,
     samples: Number(document.body.dataset.samples),
+    failures: Number(document.body.dataset.failures || 0),
     banner: getComputedStyle(banner).display === "none" ? "" : banner.textContent,
     errors: q(document, "#js-errors li").map(li => li.textContent),
     rows: q(document, "#workers tr").map(tr => ({
@@ -39,6 +40,7 @@ const PROBE: &str = r##"(() => {
       metric: p.dataset.metric,
       bars: q(p, "rect.bar").map(r => ({ shard: Number(r.dataset.shard), value: Number(r.dataset.value) })),
     })),
+    routes: q(document, "#routes tr").map(tr => tr.dataset.route),
     chart_points: (document.querySelector('#chart path[data-name="all routes"]')?.getAttribute("d") || "")
       .split(/[ML]/).filter(Boolean).length,
     store: { service: text("store-service"), data: text("store-data"),
@@ -115,10 +117,11 @@ fn the_page_shows_workers_load_and_shards_and_follows_a_killed_worker() {
             if broken(p) {
                 return true;
             }
-            // Rates need two reports of a worker; the page's own polls count as requests, so
-            // the load shows once writes do.
+            // Rates need answers a few seconds apart; the page's own polls count as
+            // requests, so the load shows once writes do.
             pids(p) == expected
                 && p["total_rate"].as_f64().unwrap() > 0.0
+                && p["chart_points"].as_u64().unwrap() >= 2
                 && p["panels"].as_array().unwrap().len() == 4
                 && p["panels"][0]["bars"]
                     .as_array()
@@ -179,6 +182,14 @@ fn the_page_shows_workers_load_and_shards_and_follows_a_killed_worker() {
         .unwrap();
     assert_eq!(hottest["shard"].as_u64(), Some(counter_shard), "{page:#}");
     assert!(hottest["value"].as_f64().unwrap() > 0.0, "{page:#}");
+    assert!(
+        page["chart_points"].as_u64().unwrap() >= 2,
+        "no line in the chart: {page:#}"
+    );
+    assert!(
+        page["routes"].as_array().unwrap().contains(&"GET /".into()),
+        "{page:#}"
+    );
     assert_eq!(page["store"]["service"], "all");
     assert_eq!(page["store"]["data"], data.display().to_string());
     assert_eq!(page["store"]["scheme"], "hash:8");
@@ -300,17 +311,9 @@ fn the_page_says_when_stats_fail_and_recovers_when_they_return() {
     // The last good answer stays on screen while it retries.
     assert_eq!(pids(&page), old);
     // Still retrying a few seconds later.
-    let attempts = |p: &Value| -> u64 {
-        let banner = p["banner"].as_str().unwrap();
-        let n = banner.split("attempt ").nth(1).unwrap_or("0");
-        n.trim_end_matches(|c: char| !c.is_ascii_digit())
-            .split(')')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap_or(0)
-    };
+    let attempts = |p: &Value| p["failures"].as_u64().unwrap();
     let first_attempts = attempts(&page);
+    assert!(first_attempts >= 1, "{page:#}");
     let page = browser.wait_for("more attempts", Duration::from_secs(10), PROBE, |p| {
         attempts(p) >= first_attempts + 2
     });
