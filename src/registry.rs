@@ -250,7 +250,8 @@ impl Registry {
             .collect()
     }
 
-    /// The store underneath, for the other domains that share it (tickets).
+    /// The store underneath, for the other domains that share it (tickets) and for the
+    /// facts `/stats` shows (data directory, shard count).
     pub fn store(&self) -> &Store {
         &self.store
     }

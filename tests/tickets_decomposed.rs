@@ -1,7 +1,8 @@
 //! The decomposed ticket system as three real clusters (shows and reservations on 2 workers
 //! each, the api in front): concurrent bookings never oversell, a cancel gives its seats
 //! back, a stopped reservations service is a 503 that holds nothing, and a retried booking
-//! with the same Idempotency-Key books once.
+//! with the same Idempotency-Key books once; every service serves `/stats` naming itself and
+//! the dashboard.
 
 mod common;
 
@@ -173,11 +174,27 @@ fn a_retried_booking_with_the_same_idempotency_key_books_once() {
     );
     assert_eq!(status, 409, "{e}");
     assert_eq!(d.show(&show)["reserved"], 2);
-    // Each service's data directory shows its own workers.
-    for (c, n) in [(&d.shows, 2), (&d.reservations, 2), (&d.api, 2)] {
+    // Each service's data directory shows its own workers; each serves the dashboard, and
+    // its /stats names the service.
+    for (c, n, service) in [
+        (&d.shows, 2, "shows"),
+        (&d.reservations, 2, "reservations"),
+        (&d.api, 2, "api"),
+    ] {
         let out = common::cluster::shardkv(&["status", "--data", c.data.to_str().unwrap()]);
         let table = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{table}");
         assert_eq!(table.matches("online").count(), n, "{table}");
+        let (status, stats) = call(&c.addr, "GET", "/stats", None);
+        assert_eq!(status, 200);
+        assert_eq!(stats["store"]["service"], service, "{stats}");
+        let page = common::http::Client::new(&c.addr)
+            .send("GET", "/dashboard", &[("connection", "close")], b"")
+            .unwrap();
+        assert_eq!(page.status, 200);
+        assert!(
+            String::from_utf8_lossy(&page.body).contains("<title>shardkv dashboard</title>"),
+            "{service} does not serve the dashboard"
+        );
     }
 }

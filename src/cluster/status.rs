@@ -103,6 +103,8 @@ pub fn peers(dir: &Path) -> Option<Peers> {
         .filter_map(|w| {
             w.snapshot.map(|mut snap| {
                 snap.restarts = w.restarts;
+                snap.slot = Some(w.id);
+                snap.status = w.status;
                 snap
             })
         })

@@ -126,6 +126,8 @@ impl Metrics {
             isprime_running: self.isprime_running.load(Ordering::Relaxed),
             rss_bytes: rss_bytes(pid),
             restarts: 0,
+            slot: None,
+            status: String::new(),
             shards,
         }
     }
@@ -169,6 +171,12 @@ pub struct WorkerSnapshot {
     pub rss_bytes: u64,
     /// Times this worker's slot was restarted (filled in by the supervisor).
     pub restarts: u64,
+    /// The worker's slot, like PM2's id (filled in by the supervisor; none standalone).
+    #[serde(default)]
+    pub slot: Option<usize>,
+    /// `starting`, `online` or `draining` (filled in by the supervisor; empty standalone).
+    #[serde(default)]
+    pub status: String,
     /// This worker's counters for every shard.
     pub shards: Vec<ShardStats>,
 }
@@ -272,9 +280,11 @@ impl ClusterView {
             .sort_by(|a, b| (&a.method, &a.route, a.status).cmp(&(&b.method, &b.route, b.status)));
         let mut me = me;
         let mut workers = peers.workers;
-        // The supervisor knows this worker's restart count; the worker does not.
+        // The supervisor knows this worker's slot, state and restart count; the worker does not.
         if let Some(stale_me) = workers.iter().find(|w| w.pid == me.pid) {
             me.restarts = stale_me.restarts;
+            me.slot = stale_me.slot;
+            me.status = stale_me.status.clone();
         }
         workers.retain(|w| w.pid != me.pid);
         workers.push(me);
@@ -283,9 +293,27 @@ impl ClusterView {
     }
 }
 
+/// What `/stats` says about the store a worker serves.
+#[derive(Clone, Debug)]
+pub struct StoreFacts<'a> {
+    /// The data directory, as the worker opened it.
+    pub data_dir: &'a std::path::Path,
+    /// The routing scheme, as a spec.
+    pub scheme: String,
+    /// Number of shards.
+    pub shard_count: usize,
+    /// The service this worker serves (`all` for the monolith).
+    pub service: &'a str,
+}
+
 /// The `/stats` document: the answering worker, every live worker, and totals (requests and
-/// shards) over all workers, exited ones included.
-pub fn stats_json(me: &WorkerSnapshot, view: &ClusterView, scheme: &str) -> serde_json::Value {
+/// shards) over all workers, exited ones included. The dashboard page reads it; the keys it
+/// uses are pinned by `tests/dashboard.rs`.
+pub fn stats_json(
+    me: &WorkerSnapshot,
+    view: &ClusterView,
+    store: &StoreFacts,
+) -> serde_json::Value {
     let (workers, totals) = (&view.workers, &view.totals);
     let shards: Vec<serde_json::Value> = totals
         .shards
@@ -309,9 +337,18 @@ pub fn stats_json(me: &WorkerSnapshot, view: &ClusterView, scheme: &str) -> serd
         "pid": me.pid,
         "uptime_s": me.uptime_s,
         "requests": me.by_route(),
-        "scheme": scheme,
+        "scheme": store.scheme,
+        "store": {
+            "data_dir": store.data_dir.display().to_string(),
+            "scheme": store.scheme,
+            "shard_count": store.shard_count,
+            "service": store.service,
+        },
         "workers": workers.iter().map(|w| serde_json::json!({
             "pid": w.pid,
+            "slot": w.slot,
+            // A standalone server is its own only worker, and is online while it answers.
+            "status": if w.status.is_empty() { "online" } else { w.status.as_str() },
             "uptime_s": w.uptime_s,
             "requests": w.requests,
             "by_route": w.by_route(),

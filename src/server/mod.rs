@@ -17,14 +17,15 @@
 //!   still open at the drain timeout are closed then.
 
 mod conn;
+mod dashboard;
 pub mod error;
 pub mod metrics;
 mod routes;
 pub mod tickets;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -99,6 +100,7 @@ struct Inner {
     body_timeout: Duration,
     peers: Option<PeerSource>,
     pid_header: HeaderValue,
+    service: OnceLock<String>,
 }
 
 impl AppState {
@@ -127,6 +129,7 @@ impl AppState {
                 body_timeout: config.header_read_timeout,
                 peers,
                 pid_header: HeaderValue::from(pid),
+                service: OnceLock::new(),
             }),
         }
     }
@@ -159,6 +162,17 @@ impl AppState {
         ClusterView::new(me.clone(), self.inner.peers.as_ref().and_then(|p| p()))
     }
 
+    /// Names the service this worker serves, for `/stats` and the dashboard; the first name
+    /// set stays. Unset, a worker serves `all`.
+    pub fn set_service(&self, name: impl Into<String>) {
+        let _ = self.inner.service.set(name.into());
+    }
+
+    /// The service this worker serves: `all` unless [`AppState::set_service`] named one.
+    pub fn service(&self) -> &str {
+        self.inner.service.get().map_or("all", String::as_str)
+    }
+
     /// Whether the worker is draining.
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::Relaxed)
@@ -187,6 +201,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(routes::prometheus))
         .route("/healthz", get(routes::healthz))
         .nest("/tickets", tickets::monolith(&state))
+        .route("/dashboard", get(dashboard::page))
         .route_layer(middleware::from_fn(tag_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

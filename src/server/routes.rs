@@ -281,7 +281,14 @@ pub async fn is_prime(
 pub async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
     let me = state.snapshot();
     let view = state.cluster_view(&me);
-    Json(metrics::stats_json(&me, &view, &state.registry().scheme()))
+    let store = state.registry().store();
+    let facts = metrics::StoreFacts {
+        data_dir: store.dir(),
+        scheme: store.scheme().to_string(),
+        shard_count: store.shard_count(),
+        service: state.service(),
+    };
+    Json(metrics::stats_json(&me, &view, &facts))
 }
 
 /// `GET /metrics`: Prometheus text format, cluster-wide.

@@ -153,6 +153,7 @@ impl ServiceOptions {
 /// The app a worker of this service serves. Call it inside the worker's runtime: the api
 /// starts its reconciler here.
 pub fn router(options: &ServiceOptions, state: AppState) -> Result<Router> {
+    state.set_service(options.service.to_string());
     let routes = match options.service {
         Service::All => return Ok(app(state)),
         Service::Shows => services::shows(&state),
@@ -162,13 +163,14 @@ pub fn router(options: &ServiceOptions, state: AppState) -> Result<Router> {
     Ok(layered(routes, state))
 }
 
-/// A service's routes with the health and stats routes and the middleware of [`app`]:
-/// `x-worker-pid`, JSON errors, body limit, timeouts, draining.
+/// A service's routes with the health, stats and dashboard routes and the middleware of
+/// [`app`]: `x-worker-pid`, JSON errors, body limit, timeouts, draining.
 fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .route("/stats", get(routes::stats))
         .route("/metrics", get(routes::prometheus))
         .route("/healthz", get(routes::healthz))
+        .route("/dashboard", get(super::dashboard::page))
         .route_layer(middleware::from_fn(super::tag_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
