@@ -104,6 +104,8 @@ pub fn open_store(data: &Path, shard_by: Option<&ShardBy>, cache_bytes: usize) -
 /// Runs a cluster until it is stopped. Returns an error if it could not start or gave up on
 /// a crashing worker.
 pub fn serve(options: ClusterOptions) -> Result<()> {
+    // Before any file is opened: the workers inherit the raised limit.
+    crate::server::raise_open_file_limit();
     if let Ok(meta) = std::fs::metadata(&options.data)
         && !meta.is_dir()
     {

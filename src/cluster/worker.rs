@@ -38,6 +38,8 @@ pub struct WorkerOptions {
 
 /// Runs a worker until it has drained.
 pub fn run(options: WorkerOptions) -> Result<()> {
+    // Before the shard files are opened (a store may have up to 1024).
+    server::raise_open_file_limit();
     let store = Store::builder()
         .cache_size(options.cache_bytes)
         .open(&options.data)?;
