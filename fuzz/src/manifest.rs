@@ -1,5 +1,6 @@
 //! Any bytes as `MANIFEST`: reading never panics; a refusal is an error naming the file; a
-//! manifest that reads lists one file per range and survives a write and a second read.
+//! manifest that reads lists one distinct file per range and survives a write and a second
+//! read.
 
 use shardkv::store::{MANIFEST_FILE, Manifest};
 
@@ -17,6 +18,12 @@ pub fn check(data: &[u8]) {
         Ok(None) => panic!("a MANIFEST that exists read as absent"),
         Ok(Some(manifest)) => {
             assert_eq!(manifest.shards.len(), manifest.scheme.shard_count());
+            let distinct: std::collections::BTreeSet<&String> = manifest.shards.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                manifest.shards.len(),
+                "one file for two shards"
+            );
             let again = tempfile::tempdir().unwrap();
             manifest.write(again.path()).unwrap();
             let reread = Manifest::read(again.path()).unwrap().unwrap();

@@ -159,6 +159,8 @@ impl Framing {
                             let used = len - before;
                             out.extend_from_slice(&self.head[..len]);
                             self.head.clear();
+                            // An idle connection keeps no large head's buffer.
+                            self.head.shrink_to(1024);
                             input = &input[used..];
                             self.state = body;
                         }
