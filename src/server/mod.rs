@@ -11,6 +11,11 @@
 //!   mistake is a 4xx and changes nothing.
 //! - Request heads must arrive within the header read timeout, bodies are at most 64 KiB,
 //!   and a request that takes longer than the request timeout is answered 503.
+//! - hyper never answers on its own: heads it would refuse are refused first, as JSON with
+//!   `x-worker-pid` (`conn`, `framing`).
+//! - Idle connections never lock clients out: the open-file limit is raised to its hard
+//!   maximum, and at the connection cap the idle keep-alive connection quiet longest is
+//!   closed to make room.
 //! - **Draining** ([`run`]'s shutdown future resolving): stop accepting; every response from
 //!   then on carries `Connection: close`, so a keep-alive connection is closed right after
 //!   answering its next request and never while the client may be sending one; connections
@@ -53,7 +58,8 @@ pub const WORKER_PID_HEADER: &str = "x-worker-pid";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The largest request head (request line and headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// The most connections one worker holds open; further clients wait in the accept queue.
+/// The most connections one worker holds open; at the cap, a new client closes the idle
+/// keep-alive connection quiet longest (see [`run`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Timeouts of a worker.
