@@ -14,6 +14,7 @@
 //! | [`Error::Corrupted`] | on-disk state is not what shardkv wrote | run `shardkv check` |
 //! | [`Error::Io`] | the operating system failed a file operation | check the disk |
 //! | [`Error::Storage`] | the storage engine failed; a write's outcome is unknown | retry, then check |
+//! | [`Error::Unavailable`] | a process shardkv runs or waits for did not come up, stay up or finish in time | read why, fix the cause, retry |
 //!
 //! A failed write never leaves a partial effect, but when a commit itself fails its outcome
 //! is uncertain, as in any database: [`Error::Storage`] says so.
@@ -102,6 +103,11 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A process shardkv runs or waits for did not come up, stay up or finish in time: a
+    /// worker that keeps crashing, a cluster that did not stop or reload within the wait.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 
     /// The storage engine failed. For a write, its outcome is uncertain. Shared, because one
     /// failed commit answers every write in its batch.

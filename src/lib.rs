@@ -70,6 +70,13 @@ pub use store::{
     ShardHealth, Store, StoreBuilder, StoreLock,
 };
 
+/// Internals the fuzz targets (`fuzz/`) and their corpus replay (`tests/fuzz_corpus.rs`)
+/// drive directly. Not part of the API: no stability promise.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::store::{MANIFEST_FILE, Manifest};
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -155,6 +155,10 @@ struct ServeArgs {
     /// Page cache of each shard file, per worker, in MiB.
     #[arg(long, default_value_t = 16)]
     cache_mb: usize,
+    /// A worker that sends the supervisor no report (one a second) for this long is stopped
+    /// or deadlocked: it is killed and replaced.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    liveness_timeout: Duration,
 }
 
 /// The ticket system's services (`shardkv serve --service`).
@@ -447,6 +451,7 @@ fn serve(args: ServeArgs, log_format: String) -> shardkv::Result<()> {
         cache_bytes: args.cache_mb.max(1) << 20,
         log_format,
         services: args.services.options(),
+        liveness_timeout: args.liveness_timeout,
     })
 }
 

@@ -197,6 +197,9 @@ fn a_crash_looping_worker_makes_the_supervisor_give_up() {
     );
     assert!(!status.success(), "supervisor exited with {status}");
     assert!(stderr.contains("giving up"), "{stderr}");
+    // Giving up is the service being unavailable, not a failed precondition.
+    assert!(stderr.contains("shardkv: unavailable: worker"), "{stderr}");
+    assert!(!stderr.contains("conflict"), "{stderr}");
     assert!(
         stderr.contains("injected crash"),
         "the message does not name the worker's last words:\n{stderr}"

@@ -97,11 +97,11 @@ fn racing_creators_agree_on_one_manifest() {
     }
 }
 
-#[test]
-fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    let mut creator = Reaper(vec![spawn_child(
+/// Starts a creator of a `hash:1024` store and freezes it (SIGSTOP) once it has made some
+/// shard files. Returns it frozen, or `None` if it had already written MANIFEST (it finished
+/// before the stop landed).
+fn freeze_a_creator_half_way(store_dir: &std::path::Path) -> Option<Reaper> {
+    let creator = Reaper(vec![spawn_child(
         "child_create",
         &[
             ("CREATE_DIR", store_dir.display().to_string()),
@@ -109,12 +109,9 @@ fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
             ("CREATE_ID", "victim".to_string()),
         ],
     )]);
-    // Kill it once some shard files exist, before it could finish 1024 of them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let made = std::fs::read_dir(&store_dir)
-            .map(|d| d.count())
-            .unwrap_or(0);
+        let made = std::fs::read_dir(store_dir).map(|d| d.count()).unwrap_or(0);
         if made > 20 {
             break;
         }
@@ -124,16 +121,35 @@ fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
         );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    creator.0[0].kill().unwrap();
-    creator.0[0].wait().unwrap();
-    if store_dir.join("MANIFEST").exists() {
-        return; // It finished before the kill landed: nothing to prove this time.
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(creator.0[0].id() as i32, libc::SIGSTOP);
     }
-    let store = Store::shard_by("hash:1024".parse().unwrap())
-        .open(&store_dir)
-        .unwrap();
-    store.put("who", "next", "ok").unwrap();
-    assert_eq!(store.shard_count(), 1024);
-    let leftovers = files_ending_with(&store_dir, ".creating");
-    assert_eq!(leftovers, 0);
+    // Frozen: what is on disk now is what the kill leaves.
+    (!store_dir.join("MANIFEST").exists()).then_some(creator)
+}
+
+#[test]
+fn a_creator_killed_half_way_leaves_a_directory_the_next_one_can_use() {
+    // Each attempt is a fresh directory; an attempt whose creator finished before it was
+    // frozen proves nothing, so the test insists on one that did not.
+    for attempt in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        let Some(mut creator) = freeze_a_creator_half_way(&store_dir) else {
+            continue;
+        };
+        creator.0[0].kill().unwrap();
+        creator.0[0].wait().unwrap();
+        assert!(!store_dir.join("MANIFEST").exists(), "attempt {attempt}");
+        let store = Store::shard_by("hash:1024".parse().unwrap())
+            .open(&store_dir)
+            .unwrap();
+        store.put("who", "next", "ok").unwrap();
+        assert_eq!(store.shard_count(), 1024);
+        let leftovers = files_ending_with(&store_dir, ".creating");
+        assert_eq!(leftovers, 0);
+        return;
+    }
+    panic!("in 5 attempts, the creator always finished before it could be stopped half way");
 }

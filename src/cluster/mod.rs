@@ -75,6 +75,33 @@ pub struct ClusterOptions {
     pub log_format: String,
     /// Which ticket service the workers serve (and where the api finds the others).
     pub services: crate::server::tickets::ServiceOptions,
+    /// A ready worker that sends no report (one a second) for this long is killed and
+    /// replaced.
+    pub liveness_timeout: Duration,
+}
+
+/// The default of [`ClusterOptions::liveness_timeout`].
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest liveness timeout: two report intervals.
+pub const MIN_LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most workers per CPU `serve` starts: beyond this, more processes only add memory and
+/// contention for the same cores and shard locks.
+pub const MAX_WORKERS_PER_CPU: usize = 4;
+
+/// Caps `workers` at [`MAX_WORKERS_PER_CPU`] per CPU. Returns the count to start and, if it
+/// was capped, a message saying so.
+pub fn cap_workers(workers: usize, cpus: usize) -> (usize, Option<String>) {
+    let max = MAX_WORKERS_PER_CPU * cpus.max(1);
+    if workers <= max {
+        return (workers, None);
+    }
+    let message = format!(
+        "--workers {workers} is more than {MAX_WORKERS_PER_CPU} per CPU on this machine \
+         ({cpus} CPUs): starting {max} workers"
+    );
+    (max, Some(message))
 }
 
 /// The scheme of a new store when `--shard-by` is not given.
@@ -114,6 +141,22 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
         running::check_name(name)?;
     }
     options.services.validate()?;
+    // Before any file is opened: the workers inherit the raised limit.
+    crate::server::raise_open_file_limit();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let (workers, capped) = cap_workers(options.workers, cpus);
+    if let Some(message) = capped {
+        tracing::warn!("{message}");
+    }
+    options.workers = workers.max(1);
+    // Workers report once a second: a shorter limit would kill healthy ones.
+    if options.liveness_timeout < MIN_LIVENESS_TIMEOUT {
+        tracing::warn!(
+            "a liveness timeout of {:?} is under the {MIN_LIVENESS_TIMEOUT:?} minimum; using that",
+            options.liveness_timeout
+        );
+        options.liveness_timeout = MIN_LIVENESS_TIMEOUT;
+    }
     if let Ok(meta) = std::fs::metadata(&options.data)
         && !meta.is_dir()
     {
@@ -292,6 +335,19 @@ fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_are_capped_at_a_multiple_of_the_cpus_with_a_message() {
+        assert_eq!(cap_workers(8, 2), (8, None));
+        let (n, message) = cap_workers(100_000, 2);
+        assert_eq!(n, 2 * MAX_WORKERS_PER_CPU);
+        let message = message.unwrap();
+        assert!(
+            message.contains("100000") && message.contains("2 CPUs"),
+            "{message}"
+        );
+        assert_eq!(cap_workers(999_999_999_999, 16).0, 16 * MAX_WORKERS_PER_CPU);
+    }
 
     #[test]
     fn workers_follow_pm2() {

@@ -47,6 +47,9 @@ pub struct ClusterStatus {
     pub reloads: u64,
     /// Rolling reloads abandoned because a new worker failed to start.
     pub reload_failures: u64,
+    /// Workers killed and replaced because they stopped reporting (`--liveness-timeout`).
+    #[serde(default)]
+    pub silent_kills: u64,
     /// The latest error the supervisor met, if any.
     pub last_error: Option<String>,
     /// One entry per worker process (during a reload, a slot may have two).
@@ -337,6 +340,13 @@ pub fn render_table(status: &ClusterStatus) -> String {
         status.reloads,
         if status.reloads == 1 { "" } else { "s" }
     );
+    if status.silent_kills > 0 {
+        out.push_str(&format!(
+            "{} worker{} killed and replaced for not reporting (--liveness-timeout)\n",
+            status.silent_kills,
+            if status.silent_kills == 1 { "" } else { "s" }
+        ));
+    }
     let header = [
         "id", "pid", "status", "uptime", "restarts", "requests", "memory",
     ];
@@ -397,7 +407,7 @@ pub fn stop(dir: &Path, wait: Duration) -> Result<ClusterStatus> {
     let deadline = Instant::now() + wait;
     while is_running(dir)? {
         if Instant::now() > deadline {
-            return Err(Error::Locked(format!(
+            return Err(Error::Unavailable(format!(
                 "supervisor {} is still draining after {} s; wait longer with `--wait`",
                 status.supervisor_pid,
                 wait.as_secs()
@@ -425,7 +435,7 @@ pub fn reload(dir: &Path, wait: Duration) -> Result<ClusterStatus> {
             )));
         }
         if Instant::now() > deadline {
-            return Err(Error::Locked(format!(
+            return Err(Error::Unavailable(format!(
                 "the reload of {} did not complete within {} s; wait longer with `--wait`",
                 dir.display(),
                 wait.as_secs()

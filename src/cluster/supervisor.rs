@@ -70,6 +70,11 @@ struct Proc {
     /// When it was told to drain; it is killed if still alive a drain timeout (plus grace)
     /// later.
     draining_since: Option<Instant>,
+    /// Its last report (`ready` or `stats`); a ready worker silent for the liveness timeout
+    /// is stopped or deadlocked, and is killed.
+    last_report: Instant,
+    /// Killed for silence; its exit is on its way.
+    killed_silent: bool,
     snapshot: Option<WorkerSnapshot>,
     /// Held open for the worker's lifetime: its end of file tells the worker we are gone.
     _stdin: Option<ChildStdin>,
@@ -110,6 +115,8 @@ pub(super) struct Supervisor {
     started_at: SystemTime,
     reloads: u64,
     reload_failures: u64,
+    /// Workers killed for missing their reports.
+    silent_kills: u64,
     last_error: Option<String>,
     /// Counters of exited workers, summed.
     retired: WorkerSnapshot,
@@ -146,6 +153,7 @@ impl Supervisor {
             started_at: SystemTime::now(),
             reloads: 0,
             reload_failures: 0,
+            silent_kills: 0,
             last_error: None,
             retired: WorkerSnapshot::default(),
         }
@@ -180,7 +188,7 @@ impl Supervisor {
                 tracing::info!("supervisor stopped");
                 return match failure {
                     None => Ok(()),
-                    Some(why) => Err(Error::Conflict(why)),
+                    Some(why) => Err(Error::Unavailable(why)),
                 };
             }
         }
@@ -249,6 +257,8 @@ impl Supervisor {
                 started_at: SystemTime::now(),
                 ready: false,
                 draining_since: None,
+                last_report: Instant::now(),
+                killed_silent: false,
                 snapshot: None,
                 _stdin: stdin,
             },
@@ -315,6 +325,7 @@ impl Supervisor {
             Event::Stats(pid, snapshot) => {
                 if let Some(p) = self.procs.get_mut(&pid) {
                     p.snapshot = Some(*snapshot);
+                    p.last_report = Instant::now();
                 }
                 return;
             }
@@ -346,6 +357,7 @@ impl Supervisor {
             return;
         };
         p.ready = true;
+        p.last_report = Instant::now();
         let (slot, role) = (p.slot, p.role);
         tracing::info!(slot, pid, "worker ready");
         self.ever_ready = true;
@@ -586,6 +598,7 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self) {
+        self.kill_silent_workers();
         let limit = self.options.server.drain_timeout + KILL_GRACE;
         for (&pid, p) in &self.procs {
             if p.draining_since.is_some_and(|t| t.elapsed() > limit) {
@@ -600,6 +613,34 @@ impl Supervisor {
                 tracing::warn!(slot = p.slot, pid, "worker not ready in time: killing it");
                 signal_pid(pid, libc::SIGKILL);
             }
+        }
+    }
+
+    /// Kills every ready worker that has sent no report for the liveness timeout: it is
+    /// stopped (SIGSTOP), deadlocked or starved, and may hold a shard's writer lock that
+    /// every other writer in the cluster waits for. Its exit restarts the slot as a crash.
+    fn kill_silent_workers(&mut self) {
+        let limit = self.options.liveness_timeout;
+        let silent: Vec<(u32, usize, Duration)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.ready && !p.killed_silent && p.last_report.elapsed() > limit)
+            .map(|(&pid, p)| (pid, p.slot, p.last_report.elapsed()))
+            .collect();
+        for (pid, slot, quiet) in silent {
+            let why = format!(
+                "worker {slot} (pid {pid}) sent no report for {:.1} s (liveness timeout {:.1} s): \
+                 stopped or deadlocked; killed it with SIGKILL",
+                quiet.as_secs_f64(),
+                limit.as_secs_f64()
+            );
+            tracing::error!(slot, pid, "{why}");
+            self.silent_kills += 1;
+            self.last_error = Some(why);
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.killed_silent = true;
+            }
+            signal_pid(pid, libc::SIGKILL);
         }
     }
 
@@ -642,6 +683,7 @@ impl Supervisor {
             updated_unix_ms: unix_ms(SystemTime::now()),
             reloads: self.reloads,
             reload_failures: self.reload_failures,
+            silent_kills: self.silent_kills,
             last_error: self.last_error.clone(),
             workers,
             retired: Some(self.retired.clone()),

@@ -41,6 +41,8 @@ pub fn run(options: WorkerOptions) -> Result<()> {
     // Test builds only (feature `failpoints`): faults named in FAILPOINTS, for this process.
     #[cfg(feature = "failpoints")]
     let _faults = fail::FailScenario::setup();
+    // Before the shard files are opened (a store may have up to 1024).
+    server::raise_open_file_limit();
     let store = Store::builder()
         .cache_size(options.cache_bytes)
         .open(&options.data)?;

@@ -11,6 +11,11 @@
 //!   mistake is a 4xx and changes nothing.
 //! - Request heads must arrive within the header read timeout, bodies are at most 64 KiB,
 //!   and a request that takes longer than the request timeout is answered 503.
+//! - hyper never answers on its own: heads it would refuse are refused first, as JSON with
+//!   `x-worker-pid` (`conn`, `framing`).
+//! - Idle connections never lock clients out: the open-file limit is raised to its hard
+//!   maximum, and at the connection cap the idle keep-alive connection quiet longest is
+//!   closed to make room.
 //! - **Draining** ([`run`]'s shutdown future resolving): stop accepting; every response from
 //!   then on carries `Connection: close`, so a keep-alive connection is closed right after
 //!   answering its next request and never while the client may be sending one; connections
@@ -19,6 +24,7 @@
 mod conn;
 mod dashboard;
 pub mod error;
+mod framing;
 pub mod metrics;
 mod routes;
 pub mod tickets;
@@ -54,7 +60,8 @@ pub const WORKER_PID_HEADER: &str = "x-worker-pid";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The largest request head (request line and headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// The most connections one worker holds open; further clients wait in the accept queue.
+/// The most connections one worker holds open; at the cap, a new client closes the idle
+/// keep-alive connection quiet longest (see [`run`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Timeouts of a worker.
@@ -330,17 +337,19 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The most connections to hold: [`MAX_CONNECTIONS`], or fewer if the descriptor limit (raised
-/// to its hard maximum first) would not leave room for shard files and logs.
-fn connection_cap() -> usize {
+/// Raises the soft limit on open files to the hard limit, as nginx and Go servers do, so
+/// that idle clients do not exhaust a default soft limit (often 1024) long before the
+/// machine's. Called first thing by the supervisor (its workers inherit the raised limit) and
+/// by every worker. Returns the soft limit now in force, if known.
+pub fn raise_open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    let soft = unsafe {
+    unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return MAX_CONNECTIONS;
+            return None;
         }
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit {
@@ -351,15 +360,29 @@ fn connection_cap() -> usize {
                 limit.rlim_cur = limit.rlim_max;
             }
         }
-        limit.rlim_cur
+    }
+    Some(limit.rlim_cur)
+}
+
+/// Descriptors kept back from connections, for shard files, logs and pipes.
+const RESERVED_FDS: u64 = 256;
+
+/// The most connections to hold: [`MAX_CONNECTIONS`], or fewer if the descriptor limit (raised
+/// to its hard maximum first) would not leave room for shard files and logs.
+fn connection_cap() -> usize {
+    let Some(soft) = raise_open_file_limit() else {
+        return MAX_CONNECTIONS;
     };
-    let reserve = 256;
-    usize::try_from(soft.saturating_sub(reserve))
+    usize::try_from(soft.saturating_sub(RESERVED_FDS))
         .unwrap_or(usize::MAX)
         .clamp(16, MAX_CONNECTIONS)
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains (see the module docs).
+///
+/// At the connection cap, a new client makes room by closing the idle keep-alive connection
+/// quiet longest (nginx does the same); if none is idle, it waits for one to end, in the
+/// kernel's accept queue behind it.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -383,51 +406,96 @@ pub async fn run_router(
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_BODY_BYTES.max(8192) * 2)
-        .max_header_size(MAX_HEAD_BYTES);
-    let mut connections = JoinSet::new();
-    let slots = Arc::new(Semaphore::new(connection_cap()));
+        // conn::Conn refuses heads over MAX_HEAD_BYTES or framing::MAX_HEADERS with a JSON
+        // answer; hyper's own (bare) refusals must never fire first.
+        .max_header_size(MAX_HEAD_BYTES * 2)
+        .max_headers(framing::MAX_HEADERS * 2)
+        // After a refused head, hyper reads end of file and must still answer the requests
+        // before it (see conn).
+        .half_close(true);
+    let mut tasks = JoinSet::new();
+    let open = Arc::new(conn::Connections::default());
+    let cap = connection_cap();
+    let slots = Arc::new(Semaphore::new(cap));
+    tracing::debug!(cap, "connection cap");
     tokio::pin!(shutdown);
     loop {
-        // At the cap, stop accepting: clients wait in the kernel's queue, not in our memory.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-        };
-        tokio::select! {
+        let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let io = conn::WriteTimeout::new(stream, config.header_read_timeout);
-                    let connection = http.serve_connection(TokioIo::new(io), service.clone());
-                    connections.spawn(async move {
-                        // A client that vanishes or times out mid-request is routine.
-                        let _ = connection.await;
-                        drop(slot);
-                    });
-                }
+                Ok((stream, _peer)) => stream,
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let slot = loop {
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                break Some(slot);
+            }
+            let closing = open.close_oldest_idle();
+            let retry = Duration::from_millis(if closing { 500 } else { 50 });
+            tokio::select! {
+                () = &mut shutdown => break None,
+                slot = slots.clone().acquire_owned() => break Some(slot.expect("never closed")),
+                // A busy connection may have gone idle meanwhile.
+                () = tokio::time::sleep(retry) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        };
+        let Some(slot) = slot else { break };
+        let _ = stream.set_nodelay(true);
+        let (activity, registered) = open.register();
+        let io = conn::Conn::new(
+            stream,
+            config.header_read_timeout,
+            MAX_HEAD_BYTES,
+            activity.clone(),
+        );
+        let per_request = {
+            let (service, activity) = (service.clone(), activity.clone());
+            hyper::service::service_fn(move |request| {
+                let busy = activity.request();
+                let answer = hyper::service::Service::call(&service, request);
+                async move {
+                    let _busy = busy;
+                    answer.await
+                }
+            })
+        };
+        let connection = http.serve_connection(TokioIo::new(io), per_request);
+        tasks.spawn(async move {
+            let _registered = registered;
+            tokio::pin!(connection);
+            // A client that vanishes or times out mid-request is routine.
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = activity.close_requested() => {
+                    // Idle: closes now; answering a request that just arrived: after it.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(slot);
+        });
     }
     drop(listener);
     state.start_draining();
-    let open = connections.len();
+    let open = tasks.len();
     let drained = tokio::time::timeout(config.drain_timeout, async {
-        while connections.join_next().await.is_some() {}
+        while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::info!(
-            open = connections.len(),
+            open = tasks.len(),
             "closing connections still open at the drain timeout"
         );
-        connections.shutdown().await;
+        tasks.shutdown().await;
     }
     tracing::debug!(open, "drained");
     Ok(())

@@ -115,6 +115,11 @@ impl Manifest {
         {
             return Err(corrupted(format!("{bad:?} is not a shard file name")));
         }
+        // Two ranges in one file would mix their keys and their writer locks.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = json.shards.iter().find(|name| !seen.insert(name.as_str())) {
+            return Err(corrupted(format!("{twice:?} is listed for two shards")));
+        }
         Ok(Some(Manifest {
             scheme,
             shards: json.shards,

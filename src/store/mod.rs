@@ -39,10 +39,10 @@ pub use lock::StoreLock;
 #[cfg(feature = "server")]
 pub(crate) use lock::try_lock_file;
 pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
-pub use manifest::Manifest;
 pub(crate) use manifest::sync_dir;
 #[cfg(feature = "server")]
 pub(crate) use manifest::write_atomically;
+pub use manifest::{MANIFEST_FILE, Manifest};
 pub use scan::{Entry, Scan};
 
 use crate::batch::{Expect, Op, WriteBatch, Written};

@@ -73,7 +73,7 @@ pub fn start_binary(bin: &Path, data: &Path, args: &[&str]) -> Cluster {
     wait_listening(serve_binary(bin, data, args, &[], Stdio::piped()), data)
 }
 
-fn wait_listening(mut child: Child, data: &Path) -> Cluster {
+pub fn wait_listening(mut child: Child, data: &Path) -> Cluster {
     let stderr = collect_lines(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
