@@ -1,4 +1,4 @@
-//! The ticket system over HTTP: the monolith under `/tickets` (in [`app`](super::app)), and
+//! The ticket system over HTTP: the monolith under `/tickets` (in [`app`]), and
 //! the lesson's decomposed services, each the whole app of its own cluster:
 //!
 //! ```text
