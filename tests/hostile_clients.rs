@@ -207,7 +207,7 @@ fn requests_hyper_would_refuse_get_json_errors_with_the_worker_pid() {
         .unwrap();
     let count = read_one(&mut stream);
     assert_eq!(count.status, 200);
-    assert_eq!(count.body, b"0");
+    assert_eq!(count.body, b"0\n");
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn a_refusal_comes_after_the_answers_to_the_requests_before_it() {
     stream
         .write_all(b"GET /count HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
-    assert_eq!(read_one(&mut stream).body, b"1");
+    assert_eq!(read_one(&mut stream).body, b"1\n");
 }
 
 #[test]
