@@ -98,7 +98,9 @@ pub enum Op {
 /// The function of an [`Op::Derive`]. It runs inside the group commit, under redb's writer
 /// lock, so it must be quick and must not block.
 #[derive(Clone)]
-pub struct Derive(Arc<dyn Fn(Option<&[u8]>) -> Result<Vec<Op>> + Send + Sync>);
+pub struct Derive(Arc<DeriveFn>);
+
+type DeriveFn = dyn Fn(Option<&[u8]>) -> Result<Vec<Op>> + Send + Sync;
 
 impl Derive {
     /// Wraps a function.

@@ -539,10 +539,7 @@ impl Core {
         });
         // A panic (or a shard already known damaged) answers the whole group, taken here if
         // it happened before the leader took it.
-        let group = handoff
-            .group
-            .take()
-            .unwrap_or_else(|| self.take_group());
+        let group = handoff.group.take().unwrap_or_else(|| self.take_group());
         let results = results.unwrap_or_else(|e| self.failed(group.len(), e));
         for (waiter, result) in group.into_iter().zip(results) {
             waiter.answer(result);
@@ -781,7 +778,9 @@ fn apply<'o>(
 /// A derived op must be a plain op within the limits, on a key of the deriving op's route.
 fn check_derived(op: &Op, derived: &Op, max_value_bytes: usize) -> Result<()> {
     if matches!(derived, Op::Derive { .. }) {
-        return Err(Error::InvalidInput("a derived op may not derive again".into()));
+        return Err(Error::InvalidInput(
+            "a derived op may not derive again".into(),
+        ));
     }
     check_op(derived, max_value_bytes)?;
     if route_of(derived.key()) != route_of(op.key()) {
@@ -816,7 +815,11 @@ fn current<'o>(
 
 /// What one plain op does to its key given its current value: `Ok(None)` leaves it alone,
 /// `Ok(Some(v))` sets it to `v` (`None` deletes). An error fails the caller's batch.
-fn effect(op: &Op, current: Option<Vec<u8>>, written: &mut Written) -> Result<Option<Option<Vec<u8>>>> {
+fn effect(
+    op: &Op,
+    current: Option<Vec<u8>>,
+    written: &mut Written,
+) -> Result<Option<Option<Vec<u8>>>> {
     let (collection, key) = (op.collection(), op.key());
     let shown = || format!("{collection}/{}", String::from_utf8_lossy(key));
     match op {
@@ -875,7 +878,9 @@ fn effect(op: &Op, current: Option<Vec<u8>>, written: &mut Written) -> Result<Op
             written.values.push(new);
             Ok(Some(Some(new.to_string().into_bytes())))
         }
-        Op::Derive { .. } => Err(Error::InvalidInput("a derived op may not derive again".into())),
+        Op::Derive { .. } => Err(Error::InvalidInput(
+            "a derived op may not derive again".into(),
+        )),
     }
 }
 
@@ -886,7 +891,10 @@ fn table<'a, 'txn>(
     collection: &str,
 ) -> Result<&'a mut Table<'txn>, redb::Error> {
     if !tables.contains_key(collection) {
-        tables.insert(collection.to_owned(), txn.open_table(table_def(collection))?);
+        tables.insert(
+            collection.to_owned(),
+            txn.open_table(table_def(collection))?,
+        );
     }
     Ok(tables.get_mut(collection).expect("inserted above"))
 }
@@ -921,8 +929,8 @@ mod tests {
     #[test]
     fn a_panicking_leader_answers_its_caller_and_leaves_the_shard_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let shard = Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true)
-        .unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true).unwrap();
         shard.panic_next_leader.store(true, Ordering::Relaxed);
         let panicked = std::thread::scope(|s| {
             s.spawn(|| {
@@ -952,8 +960,7 @@ mod tests {
     }
 
     fn temp_shard(dir: &tempfile::TempDir) -> Shard {
-        Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true)
-        .unwrap()
+        Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true).unwrap()
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -1069,8 +1076,8 @@ mod tests {
     }
 
     fn temp_shard_reopen(dir: &tempfile::TempDir) {
-        let shard = Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false)
-        .unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false).unwrap();
         assert_eq!(shard.get("c", b"a").unwrap(), Some(b"v".to_vec()));
     }
 }

@@ -27,7 +27,10 @@ const DOGS: usize = 50;
 const HITS: i64 = 20;
 
 fn dog(i: usize) -> (String, String) {
-    (format!("dog{i:02}"), ["red", "blue", "gold", "grey"][i % 4].to_owned())
+    (
+        format!("dog{i:02}"),
+        ["red", "blue", "gold", "grey"][i % 4].to_owned(),
+    )
 }
 
 /// A `hash:8` store with the counter at 20 and 50 dogs, made through the real server.
@@ -121,7 +124,15 @@ fn library_on(dir: &Path, file: &str, check_ok: bool) {
 /// `shardkv serve` on a damaged copy, with one worker.
 fn serve_on(dir: &Path, file: &str, page: usize) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1"])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+        ])
         .arg("--data")
         .arg(dir)
         .stdin(Stdio::null())
@@ -149,8 +160,14 @@ fn serve_on(dir: &Path, file: &str, page: usize) {
             let status = wait(&mut child, Duration::from_secs(20));
             let log = log.join().unwrap();
             assert_eq!(status.code(), Some(1), "page {page}: {log}");
-            assert!(log.contains(file), "page {page}: the refusal names no file: {log}");
-            assert!(log.contains("check --repair"), "page {page}: no advice: {log}");
+            assert!(
+                log.contains(file),
+                "page {page}: the refusal names no file: {log}"
+            );
+            assert!(
+                log.contains("check --repair"),
+                "page {page}: no advice: {log}"
+            );
             assert!(!log.contains("panicked"), "page {page}: {log}");
         }
         Some(addr) => {
@@ -249,7 +266,10 @@ fn every_damaged_page_is_reported_or_harmless_never_a_panic() {
         }
         library_on(&dir, &file, out.status.success());
     }
-    assert!(flagged > 0, "no damaged page was found: the check reads too little");
+    assert!(
+        flagged > 0,
+        "no damaged page was found: the check reads too little"
+    );
     for page in serve_pages {
         let dir = tmp.path().join(format!("serve-{page}"));
         copy_store(&base, &dir);

@@ -244,7 +244,11 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         D::Storage(S::Corrupted(msg)) => {
             Error::Corrupted(format!("{}: {msg}; {}", path.display(), repair_hint(path)))
         }
-        other => Error::Corrupted(format!("{}: {other}; {}", path.display(), repair_hint(path))),
+        other => Error::Corrupted(format!(
+            "{}: {other}; {}",
+            path.display(),
+            repair_hint(path)
+        )),
     }
 }
 
@@ -252,7 +256,8 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 pub(crate) fn write_identity(db: &Database, identity: &Identity) -> Result<()> {
     let text = serde_json::to_string(identity).expect("an identity serializes");
     let txn = db.begin_write()?;
-    txn.open_table(IDENTITY)?.insert(IDENTITY_KEY, text.as_str())?;
+    txn.open_table(IDENTITY)?
+        .insert(IDENTITY_KEY, text.as_str())?;
     txn.commit()?;
     Ok(())
 }

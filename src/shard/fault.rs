@@ -87,7 +87,8 @@ impl StorageBackend for FaultyFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.faults.fail(&self.faults.fail_syncs, io::ErrorKind::Other)?;
+        self.faults
+            .fail(&self.faults.fail_syncs, io::ErrorKind::Other)?;
         self.inner.sync_data()
     }
 

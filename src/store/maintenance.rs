@@ -22,8 +22,8 @@ use super::manifest::{MANIFEST_FILE, Manifest, is_shard_file, sync_dir};
 use super::{DEFAULT_CACHE_BYTES, Store, list_dir, no_store, remove_if_present};
 use crate::error::{Error, Result};
 use crate::shard::{
-    DAMAGED_SUFFIX, IDENTITY_TABLE, Identity, OpenMode, check_identity, clear_damage_mark,
-    contain, damage_mark, open_db, read_identity,
+    DAMAGED_SUFFIX, IDENTITY_TABLE, Identity, OpenMode, check_identity, clear_damage_mark, contain,
+    damage_mark, open_db, read_identity,
 };
 
 /// The state of one shard file, as a check found it.
@@ -136,7 +136,8 @@ impl CheckReport {
                 self.unexpected.join(", ")
             );
         }
-        let count = |f: fn(&ShardHealth) -> bool| self.shards.iter().filter(|s| f(&s.health)).count();
+        let count =
+            |f: fn(&ShardHealth) -> bool| self.shards.iter().filter(|s| f(&s.health)).count();
         let fixed = count(|h| matches!(h, ShardHealth::Repaired));
         let damaged = count(|h| matches!(h, ShardHealth::Corrupted(_)));
         let unreadable = count(|h| matches!(h, ShardHealth::Unreadable(_)));
@@ -222,11 +223,9 @@ fn check_store(dir: &Path, repair: bool) -> Result<CheckReport> {
     } else {
         StoreLock::try_exclusive(dir)?
     };
-    let manifest = Manifest::read(dir)?.ok_or_else(|| {
-        match super::stray_shard_files(dir) {
-            Ok(strays) if !strays.is_empty() => super::orphans(dir, &strays),
-            _ => no_store(dir),
-        }
+    let manifest = Manifest::read(dir)?.ok_or_else(|| match super::stray_shard_files(dir) {
+        Ok(strays) if !strays.is_empty() => super::orphans(dir, &strays),
+        _ => no_store(dir),
     })?;
     let shards = manifest
         .shards
@@ -266,9 +265,7 @@ fn is_ours(name: &str, named: &dyn Fn(&str) -> bool) -> bool {
         || name.starts_with(".CLUSTER")
         || name.starts_with(".MANIFEST")
         || name.starts_with(".check-")
-        || name
-            .strip_suffix(DAMAGED_SUFFIX)
-            .is_some_and(|shard| named(shard))
+        || name.strip_suffix(DAMAGED_SUFFIX).is_some_and(named)
 }
 
 fn check_shard(
@@ -318,8 +315,7 @@ fn check_shard(
             let passed = match verify_copy(dir, &path, offline)? {
                 Some(false) => {
                     return Err(Error::Corrupted(
-                        "redb's integrity check finds damage (checksums or allocator state)"
-                            .into(),
+                        "redb's integrity check finds damage (checksums or allocator state)".into(),
                     ));
                 }
                 _ => true,
@@ -349,7 +345,9 @@ fn check_shard(
         Err(Error::Storage(e)) if matches!(*e, redb::Error::RepairAborted) => {
             ShardHealth::NeedsRecovery
         }
-        Err(Error::Io { context, source }) => ShardHealth::Unreadable(format!("{context}: {source}")),
+        Err(Error::Io { context, source }) => {
+            ShardHealth::Unreadable(format!("{context}: {source}"))
+        }
         Err(e @ Error::Storage(_)) if is_os_failure(&e) => ShardHealth::Unreadable(e.to_string()),
         Err(Error::Corrupted(why)) => ShardHealth::Corrupted(strip_path(&why, &path)),
         Err(e) => ShardHealth::Corrupted(e.to_string()),
@@ -413,9 +411,9 @@ fn verify_copy(dir: &Path, path: &Path, offline: bool) -> Result<Option<bool>> {
         })
         .map_err(|e| match e {
             // The copy's name means nothing to the user: name the file.
-            Error::Corrupted(why) => Error::Corrupted(
-                why.replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
-            ),
+            Error::Corrupted(why) => {
+                Error::Corrupted(why.replace(&*copy.to_string_lossy(), &path.to_string_lossy()))
+            }
             Error::Storage(inner) => Error::Corrupted(inner.to_string()),
             other => other,
         });

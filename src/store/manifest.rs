@@ -95,12 +95,14 @@ impl Manifest {
     /// Reads `dir/MANIFEST`; `Ok(None)` if there is none.
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         let corrupted = |why: String| Error::Corrupted(format!("{}: {why}", path.display()));
+        let text = String::from_utf8(bytes)
+            .map_err(|_| corrupted("is not text; restore it from a backup".into()))?;
         if text.trim().is_empty() {
             return Err(corrupted(
                 "is empty; restore it from a backup (it names the routing of the shard files)"

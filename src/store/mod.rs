@@ -26,6 +26,8 @@
 //! - **Limits.** Keys are 1..=1024 bytes; values at most 1 MiB unless configured; collection
 //!   names 1..=64 bytes of `[A-Za-z0-9_.-]`. Violations are typed errors and write nothing.
 
+#[cfg(test)]
+mod fault_tests;
 mod lock;
 mod maintenance;
 mod manifest;
