@@ -218,10 +218,18 @@ impl Store {
 fn check_store(dir: &Path, repair: bool) -> Result<CheckReport> {
     // Without --repair, LOCK exclusive is taken only if free: then no store is open, and the
     // check goes further (see `verify_copy`); held to the end, so none opens meanwhile.
-    let offline = if repair {
-        None
+    let taken = if repair {
+        Ok(None)
     } else {
-        StoreLock::try_exclusive(dir)?
+        StoreLock::try_exclusive(dir)
+    };
+    let offline = match taken {
+        Ok(lock) => lock,
+        // A user who may read the store but not write LOCK checks it as a live one.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            None
+        }
+        Err(e) => return Err(e),
     };
     let manifest = Manifest::read(dir)?.ok_or_else(|| match super::stray_shard_files(dir) {
         Ok(strays) if !strays.is_empty() => super::orphans(dir, &strays),
