@@ -175,7 +175,7 @@ fn the_identity_table_is_no_collection() {
         .open(dir.path())
         .unwrap();
     assert!(matches!(
-        store.put(shardkv::shard::IDENTITY_TABLE, "k", "v"),
+        store.put("shardkv:identity", "k", "v"),
         Err(Error::InvalidInput(_))
     ));
     store.put("c", "k", "v").unwrap();

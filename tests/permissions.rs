@@ -64,11 +64,22 @@ fn a_file_the_user_may_not_open_is_a_permission_problem_not_corruption() {
         .lines()
         .find(|l| l.contains("shard-003.redb"))
         .unwrap_or_else(|| panic!("no row for shard-003: {stdout}{stderr}"));
-    assert!(row.contains("UNREADABLE") && row.contains("ermission denied"), "{row}");
+    assert!(
+        row.contains("UNREADABLE") && row.contains("ermission denied"),
+        "{row}"
+    );
     assert!(!stdout.contains("CORRUPTED"), "{stdout}");
 
     let out = Command::new(BIN)
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1"])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+        ])
         .arg("--data")
         .arg(&data)
         .uid(NOBODY)

@@ -21,8 +21,7 @@ fn store(dir: &std::path::Path, faults: &Arc<Faults>) -> Store {
 /// Many tasks write at once (async writes share the committer's groups) while the disk
 /// fails: each gets `Storage`, and none of their keys is there afterwards.
 fn failing_group(store: &Store, faults: &Faults, tag: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let storage_errors = Arc::new(AtomicUsize::new(0));

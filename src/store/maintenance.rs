@@ -268,7 +268,7 @@ fn check_store(dir: &Path, repair: bool) -> Result<CheckReport> {
 /// Files shardkv makes beside the shard files: MANIFEST and LOCK, the cluster's status and
 /// lock, temporary files of atomic writes, and damage markers of named shards.
 fn is_ours(name: &str, named: &dyn Fn(&str) -> bool) -> bool {
-    matches!(name, MANIFEST_FILE | super::LOCK_FILE)
+    matches!(name, MANIFEST_FILE | super::lock::LOCK_FILE)
         || name.starts_with("CLUSTER")
         || name.starts_with(".CLUSTER")
         || name.starts_with(".MANIFEST")

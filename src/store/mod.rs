@@ -42,7 +42,6 @@ pub use lock::StoreLock;
 pub(crate) use lock::try_lock_file;
 pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
 pub(crate) use manifest::sync_dir;
-#[cfg(feature = "server")]
 pub(crate) use manifest::write_atomically;
 pub use manifest::{MANIFEST_FILE, Manifest};
 pub use scan::{Entry, Scan};
@@ -52,7 +51,6 @@ use crate::error::{Error, Result};
 use crate::shard::{CommitMode, Faults, Shard, ShardOptions, ShardStats};
 use crate::shard_by::ShardBy;
 
-pub use crate::batch::{MAX_COLLECTION_BYTES, MAX_KEY_BYTES};
 /// The default limit on a value, in bytes (1 MiB).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// The default page cache of each shard handle (redb's own default is 1 GiB per handle).
