@@ -238,6 +238,9 @@ pub(crate) struct Core {
     /// Makes this shard's next leader panic before it takes redb's writer lock.
     #[cfg(test)]
     panic_next_leader: std::sync::atomic::AtomicBool,
+    /// Makes the next commit panic inside the transaction, as redb does on a damaged page.
+    #[cfg(test)]
+    panic_in_commit: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for Shard {
@@ -305,6 +308,8 @@ impl Shard {
                 counters: Counters::default(),
                 #[cfg(test)]
                 panic_next_leader: Default::default(),
+                #[cfg(test)]
+                panic_in_commit: Default::default(),
             }),
             committer: OnceLock::new(),
         })
@@ -529,6 +534,10 @@ impl Core {
             let txn = db.begin_write();
             let locked = Instant::now();
             let group = handoff.group.insert(self.take_group());
+            #[cfg(test)]
+            if self.panic_in_commit.swap(false, Ordering::Relaxed) {
+                panic!("injected panic inside a commit");
+            }
             Ok(match txn {
                 Ok(txn) => {
                     self.add_time(&self.counters.lock_wait_ns, locked - started);
@@ -1056,6 +1065,53 @@ mod tests {
         rt.block_on(shard.write_async(ops, bytes)).unwrap();
         assert_eq!(shard.get("c", b"b").unwrap(), Some(b"v".to_vec()));
         assert_eq!(shard.get("c", b"a").unwrap(), None);
+    }
+
+    /// Regression (issue 9): a panic inside redb while committing reached the caller's
+    /// thread (or ended in a 503 with `panicked` in the log). Now every caller of the group
+    /// gets `Corrupted` naming the file, the shard is marked damaged (no later call touches
+    /// the file), and the marker makes the next open refuse it.
+    #[test]
+    fn a_panic_inside_a_commit_marks_the_shard_damaged_for_every_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        let (ops, bytes) = put("before");
+        shard.write(ops, bytes).unwrap();
+        shard.panic_in_commit.store(true, Ordering::Relaxed);
+        let rt = runtime();
+        let outcomes = rt.block_on(futures_join_all((0..16).map(|i| {
+            let (ops, bytes) = put(&format!("k{i}"));
+            shard.write_async(ops, bytes)
+        })));
+        let file = "s.redb";
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, Err(Error::Corrupted(m)) if m.contains(file) && m.contains("check --repair")),
+                "{outcome:?}"
+            );
+        }
+        // Known damaged: refused without touching the file, reads included.
+        assert!(matches!(
+            shard.get("c", b"before"),
+            Err(Error::Corrupted(_))
+        ));
+        let (ops, bytes) = put("later");
+        assert!(matches!(shard.write(ops, bytes), Err(Error::Corrupted(_))));
+        drop(shard);
+        assert!(dir.path().join("s.redb.damaged").exists());
+        let reopened = Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false);
+        assert!(
+            matches!(&reopened, Err(Error::Corrupted(m)) if m.contains("found damaged")),
+            "{:?}",
+            reopened.err()
+        );
+        // The file itself is fine (the panic was injected): clearing the marker, as a
+        // repair does, opens it with what was committed.
+        clear_damage_mark(&dir.path().join("s.redb")).unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false).unwrap();
+        assert_eq!(shard.get("c", b"before").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(shard.get("c", b"k0").unwrap(), None);
     }
 
     /// Dropping a shard stops its committer thread after it committed what was queued.

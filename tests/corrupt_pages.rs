@@ -4,7 +4,8 @@
 //! supervisor panic in redb's `Database::drop` on SIGTERM. Now, for every page of the shard
 //! holding the counter of a `hash:8` store with a counter (20 hits) and 50 dogs:
 //! - `check` never panics and exits 0 or 1; if it says `ok`, the store opens and every dog
-//!   and the counter read back exactly;
+//!   and the counter read back exactly; `check --repair` never panics and says what it did
+//!   and, when it cannot repair, what to do next;
 //! - the library never panics: an open or a read either gives the right data or
 //!   `Corrupted` naming the file, and a shard found damaged stays refused after a reopen;
 //! - `serve` (on the pages that made redb panic in the issue, and every page `check` flags)
@@ -169,9 +170,11 @@ fn serve_on(dir: &Path, file: &str, page: usize) {
                 "page {page}: no advice: {log}"
             );
             assert!(!log.contains("panicked"), "page {page}: {log}");
+            eprintln!("page {page}: serve refused to start");
         }
         Some(addr) => {
             let mut client = Client::new(&addr);
+            let mut unavailable = 0;
             let mut answer = |path: &str, want: &dyn Fn(&serde_json::Value) -> bool| {
                 let r = client.get(path).unwrap();
                 let json = r.json();
@@ -181,6 +184,7 @@ fn serve_on(dir: &Path, file: &str, page: usize) {
                     "page {page}: GET {path} answered {} {json}",
                     r.status
                 );
+                unavailable += usize::from(r.status == 503);
             };
             answer("/count", &|v| v == HITS);
             for i in 0..DOGS {
@@ -196,6 +200,20 @@ fn serve_on(dir: &Path, file: &str, page: usize) {
             let log = log.join().unwrap();
             assert!(status.success(), "page {page}: exit {status}: {log}");
             assert!(!log.contains("panicked"), "page {page}: {log}");
+            eprintln!("page {page}: served, {unavailable} of 52 answers 503");
+            if unavailable > 0 {
+                // The damage it met while serving is remembered: a restart refuses the file.
+                let (status, log) =
+                    cluster::start_failing(dir, &["--workers", "1"], &[], Duration::from_secs(30));
+                assert!(
+                    !status.success(),
+                    "page {page}: restarted on a damaged file"
+                );
+                assert!(
+                    log.contains(file) && log.contains("check --repair"),
+                    "{log}"
+                );
+            }
         }
     }
     drop(guard);
@@ -264,7 +282,29 @@ fn every_damaged_page_is_reported_or_harmless_never_a_panic() {
             }
             other => panic!("page {page}: check exited {other:?}: {stdout}{stderr}"),
         }
+        eprintln!("page {page}: check exit {:?}", out.status.code());
         library_on(&dir, &file, out.status.success());
+        // A repair says what it did, and never panics either (closing a file it could not
+        // repair made redb panic in its drop).
+        let out = cluster::shardkv(&["check", "--repair", "--data", dir.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "page {page}: repair: {stderr}"
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "page {page}: repair exited {:?}: {stdout}{stderr}",
+            out.status.code()
+        );
+        assert!(stdout.contains("repair: "), "page {page}: {stdout}");
+        if !out.status.success() {
+            assert!(
+                stdout.contains("next: "),
+                "page {page}: no advice: {stdout}"
+            );
+        }
     }
     assert!(
         flagged > 0,
