@@ -36,9 +36,11 @@
 //!   marked damaged (see [`db`]): from then on every request that touches it gets
 //!   `Corrupted` without touching the file, while other shards serve on.
 
+mod apply;
 mod db;
 mod fault;
 
+pub(crate) use apply::parse_counter;
 pub use db::{DAMAGED_SUFFIX, IDENTITY_TABLE, Identity};
 pub(crate) use db::{
     OpenMode, check_identity, clear_damage_mark, contain, damage_mark, open_db, read_identity,
@@ -46,7 +48,6 @@ pub(crate) use db::{
 };
 pub use fault::Faults;
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -58,9 +59,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use crate::batch::{Expect, Op, Written, check_op};
+use crate::batch::{Op, Written};
 use crate::error::{Error, Result};
-use crate::shard_by::route_of;
 use db::Db;
 
 /// The most write batches one group commit takes.
@@ -79,9 +79,9 @@ pub enum CommitMode {
     PerWrite,
 }
 
-type Table<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
+pub(crate) type Table<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
-fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+pub(crate) fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
 }
 
@@ -597,7 +597,7 @@ impl Core {
         {
             let mut tables: HashMap<String, Table<'_>> = HashMap::new();
             for waiter in group {
-                results.push(apply(
+                results.push(apply::apply(
                     &txn,
                     &mut tables,
                     &waiter.ops,
@@ -714,203 +714,6 @@ fn committer_lost() -> Error {
 
 fn storage_failure(why: String) -> Error {
     Error::Storage(Arc::new(redb::Error::Io(std::io::Error::other(why))))
-}
-
-/// A staged effect: collection, key, and the new value (`None` deletes). Borrowed from the
-/// caller's ops, or owned when a derived op produced it.
-type Staged<'a> = (Cow<'a, str>, Cow<'a, [u8]>, Option<Vec<u8>>);
-
-/// Applies one caller's ops inside the group's transaction. The outer error is a storage
-/// failure (the whole group fails); the inner one is this caller's alone, and then nothing of
-/// its ops was written.
-fn apply<'o>(
-    txn: &'o redb::WriteTransaction,
-    tables: &mut HashMap<String, Table<'o>>,
-    ops: &'o [Op],
-    max_value_bytes: usize,
-) -> Result<Result<Written>, redb::Error> {
-    // Staged effects of this caller, read back by its own later ops.
-    let mut staged: Vec<Staged<'o>> = Vec::new();
-    let mut written = Written::default();
-    for op in ops {
-        if let Op::Derive { derive, .. } = op {
-            // Computed from the value this caller sees now, in this transaction: nothing can
-            // change it between the read and the writes.
-            let now = current(txn, tables, &staged, op.collection(), op.key())?;
-            let derived = match derive.call(now.as_deref()) {
-                Ok(derived) => derived,
-                Err(e) => return Ok(Err(e)),
-            };
-            for d in derived {
-                if let Err(e) = check_derived(op, &d, max_value_bytes) {
-                    return Ok(Err(e));
-                }
-                let now = current(txn, tables, &staged, d.collection(), d.key())?;
-                match effect(&d, now, &mut written) {
-                    Err(e) => return Ok(Err(e)),
-                    Ok(None) => {}
-                    Ok(Some(value)) => staged.push((
-                        Cow::Owned(d.collection().to_owned()),
-                        Cow::Owned(d.key().to_vec()),
-                        value,
-                    )),
-                }
-            }
-            continue;
-        }
-        let now = current(txn, tables, &staged, op.collection(), op.key())?;
-        match effect(op, now, &mut written) {
-            Err(e) => return Ok(Err(e)),
-            Ok(None) => {}
-            Ok(Some(value)) => staged.push((
-                Cow::Borrowed(op.collection()),
-                Cow::Borrowed(op.key()),
-                value,
-            )),
-        }
-    }
-    // Every check passed: make the staged effects real. Later entries win.
-    for (collection, key, value) in staged {
-        let table = table(txn, tables, &collection)?;
-        match value {
-            Some(v) => {
-                table.insert(&*key, v.as_slice())?;
-            }
-            None => {
-                table.remove(&*key)?;
-            }
-        }
-    }
-    Ok(Ok(written))
-}
-
-/// A derived op must be a plain op within the limits, on a key of the deriving op's route.
-fn check_derived(op: &Op, derived: &Op, max_value_bytes: usize) -> Result<()> {
-    if matches!(derived, Op::Derive { .. }) {
-        return Err(Error::InvalidInput(
-            "a derived op may not derive again".into(),
-        ));
-    }
-    check_op(derived, max_value_bytes)?;
-    if route_of(derived.key()) != route_of(op.key()) {
-        return Err(Error::InvalidInput(format!(
-            "an op derived from {:?} writes {:?}, which routes elsewhere",
-            String::from_utf8_lossy(op.key()),
-            String::from_utf8_lossy(derived.key())
-        )));
-    }
-    Ok(())
-}
-
-/// The value a caller sees: its own staged effect on the key, or the table's.
-fn current<'o>(
-    txn: &'o redb::WriteTransaction,
-    tables: &mut HashMap<String, Table<'o>>,
-    staged: &[Staged<'_>],
-    collection: &str,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, redb::Error> {
-    match staged
-        .iter()
-        .rev()
-        .find(|(c, k, _)| c == collection && **k == *key)
-    {
-        Some((_, _, v)) => Ok(v.clone()),
-        None => Ok(table(txn, tables, collection)?
-            .get(key)?
-            .map(|v| v.value().to_vec())),
-    }
-}
-
-/// What one plain op does to its key given its current value: `Ok(None)` leaves it alone,
-/// `Ok(Some(v))` sets it to `v` (`None` deletes). An error fails the caller's batch.
-fn effect(
-    op: &Op,
-    current: Option<Vec<u8>>,
-    written: &mut Written,
-) -> Result<Option<Option<Vec<u8>>>> {
-    let (collection, key) = (op.collection(), op.key());
-    let shown = || format!("{collection}/{}", String::from_utf8_lossy(key));
-    match op {
-        Op::Expect { expect, .. } => {
-            let holds = match expect {
-                Expect::Absent => current.is_none(),
-                Expect::Present => current.is_some(),
-                Expect::Equals(v) => current.as_deref() == Some(v.as_slice()),
-            };
-            if holds {
-                return Ok(None);
-            }
-            let state = if current.is_some() {
-                "exists"
-            } else {
-                "is absent"
-            };
-            Err(Error::Conflict(format!(
-                "{} {state}, expected {}",
-                shown(),
-                match expect {
-                    Expect::Absent => "absent",
-                    Expect::Present => "present",
-                    Expect::Equals(_) => "a specific value",
-                }
-            )))
-        }
-        Op::Put { value, .. } => Ok(Some(Some(value.clone()))),
-        Op::Delete { .. } => Ok(Some(None)),
-        Op::Incr { delta, bounds, .. } => {
-            let old = match current.as_deref().map(parse_counter) {
-                None => 0,
-                Some(Some(n)) => n,
-                Some(None) => {
-                    return Err(Error::InvalidInput(format!(
-                        "{} does not hold a decimal integer",
-                        shown()
-                    )));
-                }
-            };
-            let Some(new) = old.checked_add(*delta) else {
-                return Err(Error::InvalidInput(format!(
-                    "{}: {old} + {delta} overflows a 64-bit integer",
-                    shown()
-                )));
-            };
-            if !bounds.contains(&new) {
-                return Err(Error::OutOfBounds {
-                    key: shown(),
-                    current: old,
-                    delta: *delta,
-                    min: *bounds.start(),
-                    max: *bounds.end(),
-                });
-            }
-            written.values.push(new);
-            Ok(Some(Some(new.to_string().into_bytes())))
-        }
-        Op::Derive { .. } => Err(Error::InvalidInput(
-            "a derived op may not derive again".into(),
-        )),
-    }
-}
-
-/// The open table for a collection, opening (and creating) it once per transaction.
-fn table<'a, 'txn>(
-    txn: &'txn redb::WriteTransaction,
-    tables: &'a mut HashMap<String, Table<'txn>>,
-    collection: &str,
-) -> Result<&'a mut Table<'txn>, redb::Error> {
-    if !tables.contains_key(collection) {
-        tables.insert(
-            collection.to_owned(),
-            txn.open_table(table_def(collection))?,
-        );
-    }
-    Ok(tables.get_mut(collection).expect("inserted above"))
-}
-
-/// Counters are stored as decimal text, as Redis does, so they read back as themselves.
-pub(crate) fn parse_counter(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]
