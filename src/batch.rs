@@ -21,6 +21,7 @@
 //! ```
 
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::shard_by::route_of;
@@ -80,7 +81,53 @@ pub enum Op {
         /// increment).
         bounds: RangeInclusive<i64>,
     },
+    /// Read the key's current value inside the commit and apply the ops [`Derive`] computes
+    /// from it, as part of the same batch: a read-modify-write with no window for another
+    /// writer, and so no retry. The derived ops must be plain ops on keys of this key's route;
+    /// an error from the function (or a derived op that breaks the rules) fails the batch.
+    Derive {
+        /// Collection name.
+        collection: String,
+        /// Key inside the collection.
+        key: Vec<u8>,
+        /// Computes the ops from the current value (`None`: absent).
+        derive: Derive,
+    },
 }
+
+/// The function of an [`Op::Derive`]. It runs inside the group commit, under redb's writer
+/// lock, so it must be quick and must not block.
+#[derive(Clone)]
+pub struct Derive(Arc<DeriveFn>);
+
+type DeriveFn = dyn Fn(Option<&[u8]>) -> Result<Vec<Op>> + Send + Sync;
+
+impl Derive {
+    /// Wraps a function.
+    pub fn new(f: impl Fn(Option<&[u8]>) -> Result<Vec<Op>> + Send + Sync + 'static) -> Derive {
+        Derive(Arc::new(f))
+    }
+
+    /// Runs it on a current value.
+    pub fn call(&self, current: Option<&[u8]>) -> Result<Vec<Op>> {
+        (self.0)(current)
+    }
+}
+
+impl std::fmt::Debug for Derive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derive(..)")
+    }
+}
+
+/// Two derives are equal when they are the same function object.
+impl PartialEq for Derive {
+    fn eq(&self, other: &Derive) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Derive {}
 
 impl Op {
     /// The collection the operation touches.
@@ -89,7 +136,8 @@ impl Op {
             Op::Expect { collection, .. }
             | Op::Put { collection, .. }
             | Op::Delete { collection, .. }
-            | Op::Incr { collection, .. } => collection,
+            | Op::Incr { collection, .. }
+            | Op::Derive { collection, .. } => collection,
         }
     }
 
@@ -99,7 +147,8 @@ impl Op {
             Op::Expect { key, .. }
             | Op::Put { key, .. }
             | Op::Delete { key, .. }
-            | Op::Incr { key, .. } => key,
+            | Op::Incr { key, .. }
+            | Op::Derive { key, .. } => key,
         }
     }
 }
@@ -174,6 +223,20 @@ impl WriteBatch {
         })
     }
 
+    /// Adds a read-modify-write of one key, computed inside the commit (see [`Op::Derive`]).
+    pub fn derive(
+        &mut self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        f: impl Fn(Option<&[u8]>) -> Result<Vec<Op>> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.push(Op::Derive {
+            collection: collection.to_owned(),
+            key: key.as_ref().to_vec(),
+            derive: Derive::new(f),
+        })
+    }
+
     /// Adds any operation.
     pub fn push(&mut self, op: Op) -> &mut Self {
         self.ops.push(op);
@@ -233,6 +296,62 @@ impl WriteBatch {
                     }
             })
             .sum()
+    }
+}
+
+/// The longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest collection name, in bytes.
+pub const MAX_COLLECTION_BYTES: usize = 64;
+
+/// Checks one op's collection name, key and value against the limits.
+pub(crate) fn check_op(op: &Op, max_value_bytes: usize) -> Result<()> {
+    check_collection(op.collection())?;
+    check_key(op.key())?;
+    if let Op::Put { value, .. }
+    | Op::Expect {
+        expect: Expect::Equals(value),
+        ..
+    } = op
+        && value.len() > max_value_bytes
+    {
+        return Err(Error::TooLarge {
+            what: "value",
+            size: value.len(),
+            limit: max_value_bytes,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("keys may not be empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::TooLarge {
+            what: "key",
+            size: key.len(),
+            limit: MAX_KEY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Collection names are `[A-Za-z0-9_.-]`: names with anything else (such as the `:` of
+/// [`IDENTITY_TABLE`](crate::shard::IDENTITY_TABLE)) are reserved for shardkv.
+pub(crate) fn check_collection(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_COLLECTION_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "collection name {name:?} must be 1 to {MAX_COLLECTION_BYTES} bytes of letters, digits, '_', '.' or '-'"
+        )))
     }
 }
 

@@ -61,7 +61,7 @@ pub mod shard_by;
 mod store;
 pub mod tickets;
 
-pub use batch::{Expect, Op, WriteBatch, Written};
+pub use batch::{Derive, Expect, Op, WriteBatch, Written};
 pub use error::{Error, Result};
 pub use shard::{CommitMode, ShardStats};
 pub use shard_by::{ShardBy, ShardRange};

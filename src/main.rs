@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use shardkv::cluster::{self, ClusterOptions, status, worker};
 use shardkv::server::ServerConfig;
 use shardkv::server::tickets::{Service, ServiceOptions};
-use shardkv::{ShardBy, ShardHealth, Store};
+use shardkv::{ShardBy, Store};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -355,6 +355,13 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    // One log line per panic instead of a backtrace note: the store contains panics inside
+    // redb (a damaged file) and reports them as errors naming the file.
+    std::panic::set_hook(Box::new(|info| {
+        let what = (info.payload().downcast_ref::<&str>().copied())
+            .or(info.payload().downcast_ref::<String>().map(String::as_str));
+        tracing::error!(at = ?info.location(), "internal failure: {}", what.unwrap_or("?"));
+    }));
     let result = match cli.command {
         Command::Serve(args) => serve(args, cli.log_format),
         Command::Worker(args) => worker::run(worker::WorkerOptions {
@@ -470,37 +477,12 @@ fn check(data: &Path, repair: bool) -> shardkv::Result<()> {
         )),
         other => other,
     })?;
-    println!("store {} ({})", data.display(), report.scheme);
-    println!(
-        "{:>5}  {:<16} {:>12}  {:<14} collections",
-        "shard", "file", "bytes", "health"
-    );
-    for s in &report.shards {
-        let health = match &s.health {
-            ShardHealth::Ok => "ok".to_owned(),
-            ShardHealth::Repaired => "repaired".to_owned(),
-            ShardHealth::NeedsRecovery => "needs recovery".to_owned(),
-            ShardHealth::Corrupted(why) => format!("CORRUPTED: {why}"),
-        };
-        let collections: Vec<String> = s
-            .collections
-            .iter()
-            .map(|(c, n)| format!("{c}={n}"))
-            .collect();
-        println!(
-            "{:>5}  {:<16} {:>12}  {:<14} {}",
-            s.shard,
-            s.file,
-            s.bytes,
-            health,
-            collections.join(" ")
-        );
-    }
+    print!("{}", report.render(data, repair));
     if report.is_healthy() {
         Ok(())
     } else {
         Err(shardkv::Error::Corrupted(
-            "some shards are damaged; see above".into(),
+            "the store has problems; see above".into(),
         ))
     }
 }

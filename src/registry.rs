@@ -21,7 +21,10 @@
 //! more than the last); no two dogs share a name; every dog has exactly one index entry,
 //! under its current color. Names and colors are case-sensitive, stored as given.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,9 +50,6 @@ pub const MAX_COLOR_BYTES: usize = 64;
 pub const DEFAULT_LIMIT: usize = 1000;
 /// Largest page size of a listing.
 pub const MAX_LIMIT: usize = 10_000;
-
-/// How often an update retries after a concurrent writer changed the same dog.
-const UPDATE_RETRIES: usize = 16;
 
 /// A dog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +90,14 @@ impl Dog {
 /// the key of a name is below those of every later name.
 fn index_key(color: &str, name: &str) -> Vec<u8> {
     format!("{color}\0{name}\0{{{name}}}").into_bytes()
+}
+
+/// The dog a derive sees, or [`Error::NotFound`].
+fn current_dog(name: &str, current: Option<&[u8]>) -> Result<Dog> {
+    match current {
+        Some(bytes) => Dog::from_bytes(bytes),
+        None => Err(Error::NotFound(format!("no dog named {name:?}"))),
+    }
 }
 
 /// Checks a name or color: 1..=max bytes, no control characters, no hash-tag braces.
@@ -133,7 +141,15 @@ impl Registry {
     pub async fn hit(&self) -> Result<i64> {
         let mut batch = WriteBatch::new();
         batch.incr(COUNTERS, REQUESTS, 1);
-        Ok(self.store.write_async(batch).await?.values[0])
+        match self.store.write_async(batch).await {
+            Ok(written) => Ok(written.values[0]),
+            // No client chose the key or the delta: a counter that cannot be incremented is
+            // the server's state, not the caller's mistake.
+            Err(Error::InvalidInput(why)) => Err(Error::Corrupted(format!(
+                "the request counter cannot be incremented: {why}"
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// The current count.
@@ -168,58 +184,48 @@ impl Registry {
             .transpose()
     }
 
-    /// Changes a dog's color, moving its index entry in the same transaction.
+    /// Changes a dog's color, moving its index entry in the same transaction. The current
+    /// color is read inside the group commit (an [`Op::Derive`](crate::Op::Derive)), so
+    /// concurrent recolors of one dog apply one after another: no retry, no conflict.
     pub async fn recolor(&self, name: &str, color: &str) -> Result<Dog> {
         let wanted = Dog::new(name, color)?;
-        self.update(name, |old, batch| {
-            if old.color != wanted.color {
-                let bytes = wanted.to_bytes();
-                batch
-                    .put(DOGS, name, &bytes)
+        let bytes = wanted.to_bytes();
+        let new = wanted.clone();
+        let mut batch = WriteBatch::new();
+        batch.derive(DOGS, name, move |current| {
+            let old = current_dog(&new.name, current)?;
+            let mut ops = WriteBatch::new();
+            if old.color != new.color {
+                ops.put(DOGS, &new.name, &bytes)
                     .delete(DOGS_BY_COLOR, old.index_key())
-                    .put(DOGS_BY_COLOR, wanted.index_key(), &bytes);
+                    .put(DOGS_BY_COLOR, new.index_key(), &bytes);
             }
-            wanted.clone()
-        })
-        .await
+            Ok(ops.ops)
+        });
+        self.store.write_async(batch).await?;
+        Ok(wanted)
     }
 
-    /// Removes a dog and its index entry.
+    /// Removes a dog and its index entry, in one step inside the group commit; returns the
+    /// dog as it was.
     pub async fn delete(&self, name: &str) -> Result<Dog> {
-        self.update(name, |old, batch| {
-            batch
-                .delete(DOGS, name)
-                .delete(DOGS_BY_COLOR, old.index_key());
-            old.clone()
-        })
-        .await
-    }
-
-    /// Read, then write conditionally on the dog being unchanged; retried when a concurrent
-    /// writer got there first. [`Error::NotFound`] if there is no such dog.
-    async fn update(
-        &self,
-        name: &str,
-        change: impl Fn(&Dog, &mut WriteBatch) -> Dog,
-    ) -> Result<Dog> {
         check_field("name", name, MAX_NAME_BYTES)?;
-        for _ in 0..UPDATE_RETRIES {
-            let Some(bytes) = self.store.get(DOGS, name)? else {
-                return Err(Error::NotFound(format!("no dog named {name:?}")));
-            };
-            let old = Dog::from_bytes(&bytes)?;
-            let mut batch = WriteBatch::new();
-            batch.expect(DOGS, name, Expect::Equals(bytes));
-            let new = change(&old, &mut batch);
-            match self.store.write_async(batch).await {
-                Ok(_) => return Ok(new),
-                Err(Error::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Conflict(format!(
-            "dog {name:?} kept changing under concurrent updates; try again"
-        )))
+        // Filled by the derive, which runs once, inside the commit that removes the dog.
+        let removed = Arc::new(Mutex::new(None));
+        let seen = removed.clone();
+        let owned = name.to_owned();
+        let mut batch = WriteBatch::new();
+        batch.derive(DOGS, name, move |current| {
+            let old = current_dog(&owned, current)?;
+            let mut ops = WriteBatch::new();
+            ops.delete(DOGS, &owned)
+                .delete(DOGS_BY_COLOR, old.index_key());
+            *seen.lock() = Some(old);
+            Ok(ops.ops)
+        });
+        self.store.write_async(batch).await?;
+        let old = removed.lock().take();
+        old.ok_or_else(|| Error::NotFound(format!("no dog named {name:?}")))
     }
 
     /// Dogs of one color, sorted by name, from every shard's color index: up to `limit`,

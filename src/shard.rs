@@ -31,22 +31,37 @@
 //! - If the transaction cannot begin or commit, every caller of the group gets
 //!   [`Error::Storage`]: the outcome is uncertain. The shard then reopens its handle, since
 //!   redb discards its allocator state after a failed commit.
+//! - A panic inside redb (a damaged page) never reaches a caller or ends a thread: it becomes
+//!   [`Error::Corrupted`] naming the file for everyone who needed the call, and the shard is
+//!   marked damaged (see [`db`]): from then on every request that touches it gets
+//!   `Corrupted` without touching the file, while other shards serve on.
+
+mod apply;
+mod db;
+mod fault;
+
+pub(crate) use apply::parse_counter;
+pub use db::{DAMAGED_SUFFIX, IDENTITY_TABLE, Identity};
+pub(crate) use db::{
+    OpenMode, check_identity, clear_damage_mark, contain, damage_mark, open_db, read_identity,
+    repair_hint,
+};
+pub use fault::Faults;
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use redb::{
-    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use crate::batch::{Expect, Op, Written};
+use crate::batch::{Op, Written};
 use crate::error::{Error, Result};
+use db::Db;
 
 /// The most write batches one group commit takes.
 pub const MAX_GROUP_WRITES: usize = 4096;
@@ -64,9 +79,9 @@ pub enum CommitMode {
     PerWrite,
 }
 
-type Table<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
+pub(crate) type Table<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
-fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+pub(crate) fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
 }
 
@@ -194,13 +209,27 @@ pub(crate) struct Shard {
     committer: OnceLock<std::thread::JoinHandle<()>>,
 }
 
+/// How a shard opens its file and checks what it writes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ShardOptions {
+    pub cache_bytes: usize,
+    pub mode: CommitMode,
+    /// The largest value a derived op may write.
+    pub max_value_bytes: usize,
+    /// Storage faults to inject (tests only).
+    pub faults: Option<Arc<Faults>>,
+}
+
 pub(crate) struct Core {
     id: usize,
     path: PathBuf,
-    cache_bytes: usize,
-    mode: CommitMode,
+    options: ShardOptions,
     /// Replaced after a failed commit; readers clone the `Arc` and never hold the lock.
-    db: RwLock<Arc<Database>>,
+    db: RwLock<Arc<Db>>,
+    /// The handle failed a commit and could not be reopened at once: reopen before next use.
+    stale: AtomicBool,
+    /// Why the file is known to be damaged (redb panicked on it). Once set, nothing touches it.
+    damaged: Mutex<Option<String>>,
     /// Held only to push, pop and hand off; never across I/O.
     queue: Mutex<Queue>,
     /// Wakes the committer thread (with `queue`).
@@ -209,6 +238,9 @@ pub(crate) struct Core {
     /// Makes this shard's next leader panic before it takes redb's writer lock.
     #[cfg(test)]
     panic_next_leader: std::sync::atomic::AtomicBool,
+    /// Makes the next commit panic inside the transaction, as redb does on a damaged page.
+    #[cfg(test)]
+    panic_in_commit: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for Shard {
@@ -230,27 +262,54 @@ impl Drop for Shard {
 }
 
 impl Shard {
-    /// Opens (or, with `create`, creates) the shard file.
+    /// Opens (or, with `create`, creates) the shard file. A created file records `identity`;
+    /// an opened one must have recorded it (see [`db`]), and must not be marked damaged.
     pub fn open(
         id: usize,
         path: &Path,
-        cache_bytes: usize,
-        mode: CommitMode,
+        options: &ShardOptions,
+        identity: Option<&Identity>,
         create: bool,
     ) -> Result<Shard> {
-        let db = open_db(path, cache_bytes, create)?;
+        if !create && let Some(why) = damage_mark(path)? {
+            return Err(Error::Corrupted(format!(
+                "{} was found damaged by an earlier run ({}); {}",
+                path.display(),
+                why.trim(),
+                repair_hint(path)
+            )));
+        }
+        let mode = if create {
+            OpenMode::Create
+        } else {
+            OpenMode::Open
+        };
+        let db = open_db(path, options.cache_bytes, mode, options.faults.as_ref())?;
+        contain(path, "reading the identity of", || {
+            if create {
+                if let Some(identity) = identity {
+                    db::write_identity(&db, identity)?;
+                }
+                Ok(())
+            } else {
+                check_identity(path, read_identity(&*db, path)?.as_ref(), identity)
+            }
+        })?;
         Ok(Shard {
             core: Arc::new(Core {
                 id,
                 path: path.to_path_buf(),
-                cache_bytes,
-                mode,
+                options: options.clone(),
                 db: RwLock::new(Arc::new(db)),
+                stale: AtomicBool::new(false),
+                damaged: Mutex::new(None),
                 queue: Mutex::new(Queue::default()),
                 wake: Condvar::new(),
                 counters: Counters::default(),
                 #[cfg(test)]
                 panic_next_leader: Default::default(),
+                #[cfg(test)]
+                panic_in_commit: Default::default(),
             }),
             committer: OnceLock::new(),
         })
@@ -288,20 +347,73 @@ impl Shard {
 }
 
 impl Core {
-    fn db(&self) -> Arc<Database> {
-        self.db.read().clone()
+    /// The current handle, reopened first if a failed commit left it stale.
+    fn db(&self) -> Result<Arc<Db>> {
+        if self.stale.load(Ordering::Acquire) {
+            let mut db = self.db.write();
+            // IMPORTANT: re-check under the lock, or two threads would reopen in turn.
+            if self.stale.load(Ordering::Acquire) {
+                *db = Arc::new(self.reopen()?);
+                self.stale.store(false, Ordering::Release);
+            }
+            return Ok(db.clone());
+        }
+        Ok(self.db.read().clone())
+    }
+
+    fn reopen(&self) -> Result<Db> {
+        open_db(
+            &self.path,
+            self.options.cache_bytes,
+            OpenMode::Open,
+            self.options.faults.as_ref(),
+        )
+    }
+
+    /// Runs a call into redb: refused at once if the file is known damaged; a panic inside
+    /// marks it damaged and becomes [`Error::Corrupted`].
+    fn guarded<T>(&self, doing: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if let Some(why) = &*self.damaged.lock() {
+            return Err(Error::Corrupted(why.clone()));
+        }
+        contain(&self.path, doing, f)
+            .map_err(|e| match e {
+                Error::Storage(inner) if matches!(*inner, redb::Error::Corrupted(_)) => {
+                    Error::Corrupted(format!("{}: {inner}", self.path.display()))
+                }
+                other => other,
+            })
+            .inspect_err(|e| self.note_damage(e))
+    }
+
+    /// Marks the shard damaged if `e` is a contained panic (or other corruption redb found).
+    fn note_damage(&self, e: &Error) {
+        let Error::Corrupted(why) = e else { return };
+        let mut damaged = self.damaged.lock();
+        if damaged.is_none() {
+            let why = if why.contains("check --repair") {
+                why.clone()
+            } else {
+                format!("{why}; {}", repair_hint(&self.path))
+            };
+            tracing::error!(shard = self.id, "{why}");
+            db::mark_damaged(&self.path, &why);
+            *damaged = Some(why);
+        }
     }
 
     /// Reads one key from a fresh snapshot.
     pub fn get(&self, collection: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let txn = self.db().begin_read()?;
-        let table = match txn.open_table(table_def(collection)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        self.guarded("reading", || {
+            let txn = self.db()?.begin_read()?;
+            let table = match txn.open_table(table_def(collection)) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Up to `limit` entries of the collection within the bounds, in key order, from one
@@ -313,32 +425,40 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let txn = self.db().begin_read()?;
-        let table = match txn.open_table(table_def(collection)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in table.range::<&[u8]>(bounds)?.take(limit) {
-            let (k, v) = entry?;
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.guarded("scanning", || {
+            let txn = self.db()?.begin_read()?;
+            let table = match txn.open_table(table_def(collection)) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for entry in table.range::<&[u8]>(bounds)?.take(limit) {
+                let (k, v) = entry?;
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
-    /// Every entry of every collection, for maintenance: `(collection, key)` pairs.
+    /// Every entry of every collection, for maintenance: `(collection, key)` pairs. The
+    /// reserved identity table is not a collection and is left out.
     pub fn list_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let txn = self.db().begin_read()?;
-        let mut out = Vec::new();
-        for handle in txn.list_tables()? {
-            let name = handle.name().to_owned();
-            let table = txn.open_table(table_def(&name))?;
-            for entry in table.iter()? {
-                out.push((name.clone(), entry?.0.value().to_vec()));
+        self.guarded("listing", || {
+            let txn = self.db()?.begin_read()?;
+            let mut out = Vec::new();
+            for handle in txn.list_tables()? {
+                let name = handle.name().to_owned();
+                if name == IDENTITY_TABLE {
+                    continue;
+                }
+                let table = txn.open_table(table_def(&name))?;
+                for entry in table.iter()? {
+                    out.push((name.clone(), entry?.0.value().to_vec()));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Commits `ops` atomically, as part of a group; returns once durable. The calling thread
@@ -400,21 +520,36 @@ impl Core {
         if self.panic_next_leader.swap(false, Ordering::Relaxed) {
             panic!("injected leader panic");
         }
-        let db = self.db();
         // The writer lock first, the group second: everything that queues while another
         // process holds the lock joins this transaction instead of waiting for the next one.
-        let started = Instant::now();
-        let txn = db.begin_write();
-        let locked = Instant::now();
-        let group = handoff.group.insert(self.take_group());
-        let results = match txn {
-            Ok(txn) => {
-                self.add_time(&self.counters.lock_wait_ns, locked - started);
-                self.commit_group(txn, group)
+        let results = self.guarded("committing to", || {
+            let db = match self.db() {
+                Ok(db) => db,
+                Err(e) => {
+                    let group = handoff.group.insert(self.take_group());
+                    return Ok(self.failed(group.len(), e));
+                }
+            };
+            let started = Instant::now();
+            let txn = db.begin_write();
+            let locked = Instant::now();
+            let group = handoff.group.insert(self.take_group());
+            #[cfg(test)]
+            if self.panic_in_commit.swap(false, Ordering::Relaxed) {
+                panic!("injected panic inside a commit");
             }
-            Err(e) => self.fail_group(group.len(), redb::Error::from(e)),
-        };
-        let group = handoff.group.take().unwrap_or_default();
+            Ok(match txn {
+                Ok(txn) => {
+                    self.add_time(&self.counters.lock_wait_ns, locked - started);
+                    self.commit_group(txn, group)
+                }
+                Err(e) => self.fail_group(group.len(), redb::Error::from(e)),
+            })
+        });
+        // A panic (or a shard already known damaged) answers the whole group, taken here if
+        // it happened before the leader took it.
+        let group = handoff.group.take().unwrap_or_else(|| self.take_group());
+        let results = results.unwrap_or_else(|e| self.failed(group.len(), e));
         for (waiter, result) in group.into_iter().zip(results) {
             waiter.answer(result);
         }
@@ -424,7 +559,7 @@ impl Core {
     /// there), at most [`MAX_GROUP_WRITES`] or [`MAX_GROUP_BYTES`].
     fn take_group(&self) -> Vec<Waiter> {
         let mut q = self.queue.lock();
-        let max = match self.mode {
+        let max = match self.options.mode {
             CommitMode::Group => MAX_GROUP_WRITES,
             CommitMode::PerWrite => 1,
         };
@@ -460,9 +595,14 @@ impl Core {
     ) -> Result<Vec<Result<Written>>, redb::Error> {
         let mut results = Vec::with_capacity(group.len());
         {
-            let mut tables: HashMap<&str, Table<'_>> = HashMap::new();
+            let mut tables: HashMap<String, Table<'_>> = HashMap::new();
             for waiter in group {
-                results.push(apply(&txn, &mut tables, &waiter.ops)?);
+                results.push(apply::apply(
+                    &txn,
+                    &mut tables,
+                    &waiter.ops,
+                    self.options.max_value_bytes,
+                )?);
             }
         }
         txn.commit()?;
@@ -481,12 +621,30 @@ impl Core {
         self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
         tracing::error!(shard = self.id, error = %e, "transaction failed; reopening shard");
         // A failed commit leaves redb's allocator state discarded until the file is reopened.
-        match open_db(&self.path, self.cache_bytes, false) {
+        // If the reopen fails too (the disk still failing), the next use tries again.
+        match self.reopen() {
             Ok(db) => *self.db.write() = Arc::new(db),
-            Err(reopen) => tracing::error!(shard = self.id, error = %reopen, "reopen failed"),
+            Err(reopen) => {
+                self.stale.store(true, Ordering::Release);
+                tracing::error!(shard = self.id, error = %reopen, "reopen failed; will retry");
+            }
         }
         let e = Arc::new(e);
         (0..n).map(|_| Err(Error::Storage(e.clone()))).collect()
+    }
+
+    /// The same error for each of `n` callers: `Storage` and `Corrupted` are answered as
+    /// they are; anything else (a failed reopen) as an uncertain storage failure.
+    fn failed(&self, n: usize, e: Error) -> Vec<Result<Written>> {
+        (0..n)
+            .map(|_| {
+                Err(match &e {
+                    Error::Corrupted(why) => Error::Corrupted(why.clone()),
+                    Error::Storage(inner) => Error::Storage(inner.clone()),
+                    other => storage_failure(other.to_string()),
+                })
+            })
+            .collect()
     }
 
     fn add_time(&self, counter: &AtomicU64, d: Duration) {
@@ -548,163 +706,28 @@ impl Drop for Handoff<'_> {
     }
 }
 
+/// A write whose committer failed without answering: its outcome is unknown, which is what
+/// [`Error::Storage`] says.
 fn committer_lost() -> Error {
-    Error::Io {
-        context: "group commit".into(),
-        source: std::io::Error::other(
-            "the committing thread failed; the write's outcome is unknown",
-        ),
-    }
+    storage_failure("the committing thread failed; the write's outcome is unknown".into())
 }
 
-/// A staged effect: collection, key, and the new value (`None` deletes).
-type Staged<'a> = (&'a str, &'a [u8], Option<Vec<u8>>);
-
-/// Applies one caller's ops inside the group's transaction. The outer error is a storage
-/// failure (the whole group fails); the inner one is this caller's alone, and then nothing of
-/// its ops was written.
-fn apply<'txn>(
-    txn: &'txn redb::WriteTransaction,
-    tables: &mut HashMap<&'txn str, Table<'txn>>,
-    ops: &'txn [Op],
-) -> Result<Result<Written>, redb::Error> {
-    // Staged effects of this caller, read back by its own later ops.
-    let mut staged: Vec<Staged<'txn>> = Vec::new();
-    let mut written = Written::default();
-    for op in ops {
-        let (collection, key) = (op.collection(), op.key());
-        let current = match staged
-            .iter()
-            .rev()
-            .find(|(c, k, _)| *c == collection && *k == key)
-        {
-            Some((_, _, v)) => v.clone(),
-            None => table(txn, tables, collection)?
-                .get(key)?
-                .map(|v| v.value().to_vec()),
-        };
-        match op {
-            Op::Expect { expect, .. } => {
-                let holds = match expect {
-                    Expect::Absent => current.is_none(),
-                    Expect::Present => current.is_some(),
-                    Expect::Equals(v) => current.as_deref() == Some(v.as_slice()),
-                };
-                if !holds {
-                    let state = if current.is_some() {
-                        "exists"
-                    } else {
-                        "is absent"
-                    };
-                    return Ok(Err(Error::Conflict(format!(
-                        "{collection}/{} {state}, expected {}",
-                        String::from_utf8_lossy(key),
-                        match expect {
-                            Expect::Absent => "absent",
-                            Expect::Present => "present",
-                            Expect::Equals(_) => "a specific value",
-                        }
-                    ))));
-                }
-            }
-            Op::Put { value, .. } => staged.push((collection, key, Some(value.clone()))),
-            Op::Delete { .. } => staged.push((collection, key, None)),
-            Op::Incr { delta, bounds, .. } => {
-                let old = match current.as_deref().map(parse_counter) {
-                    None => 0,
-                    Some(Some(n)) => n,
-                    Some(None) => {
-                        return Ok(Err(Error::InvalidInput(format!(
-                            "{collection}/{} does not hold a decimal integer",
-                            String::from_utf8_lossy(key)
-                        ))));
-                    }
-                };
-                let Some(new) = old.checked_add(*delta) else {
-                    return Ok(Err(Error::InvalidInput(format!(
-                        "{collection}/{}: {old} + {delta} overflows a 64-bit integer",
-                        String::from_utf8_lossy(key)
-                    ))));
-                };
-                if !bounds.contains(&new) {
-                    return Ok(Err(Error::OutOfBounds {
-                        key: format!("{collection}/{}", String::from_utf8_lossy(key)),
-                        current: old,
-                        delta: *delta,
-                        min: *bounds.start(),
-                        max: *bounds.end(),
-                    }));
-                }
-                staged.push((collection, key, Some(new.to_string().into_bytes())));
-                written.values.push(new);
-            }
-        }
-    }
-    // Every check passed: make the staged effects real. Later entries win.
-    for (collection, key, value) in staged {
-        let table = table(txn, tables, collection)?;
-        match value {
-            Some(v) => {
-                table.insert(key, v.as_slice())?;
-            }
-            None => {
-                table.remove(key)?;
-            }
-        }
-    }
-    Ok(Ok(written))
-}
-
-/// The open table for a collection, opening (and creating) it once per transaction.
-fn table<'a, 'txn>(
-    txn: &'txn redb::WriteTransaction,
-    tables: &'a mut HashMap<&'txn str, Table<'txn>>,
-    collection: &'txn str,
-) -> Result<&'a mut Table<'txn>, redb::Error> {
-    if !tables.contains_key(collection) {
-        tables.insert(collection, txn.open_table(table_def(collection))?);
-    }
-    Ok(tables.get_mut(collection).expect("inserted above"))
-}
-
-/// Counters are stored as decimal text, as Redis does, so they read back as themselves.
-pub(crate) fn parse_counter(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
-}
-
-fn open_db(path: &Path, cache_bytes: usize, create: bool) -> Result<Database> {
-    let mut builder = Database::builder();
-    builder
-        .set_cache_size(cache_bytes)
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter);
-    let opened = if create {
-        builder.create(path)
-    } else {
-        builder.open(path)
-    };
-    opened.map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
-            Error::Locked(format!("{}: {e}", path.display()))
-        }
-        redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Error::Corrupted(format!(
-                "shard file {} named in MANIFEST is missing",
-                path.display()
-            ))
-        }
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => {
-            Error::Corrupted(format!("{}: {msg}", path.display()))
-        }
-        other => other.into(),
-    })
+fn storage_failure(why: String) -> Error {
+    Error::Storage(Arc::new(redb::Error::Io(std::io::Error::other(why))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::WriteBatch;
+
+    fn test_options() -> ShardOptions {
+        ShardOptions {
+            cache_bytes: 1 << 20,
+            max_value_bytes: 1 << 20,
+            ..ShardOptions::default()
+        }
+    }
 
     fn put(key: &str) -> (Vec<Op>, usize) {
         let mut b = WriteBatch::new();
@@ -718,14 +741,8 @@ mod tests {
     #[test]
     fn a_panicking_leader_answers_its_caller_and_leaves_the_shard_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let shard = Shard::open(
-            0,
-            &dir.path().join("s.redb"),
-            1 << 20,
-            CommitMode::Group,
-            true,
-        )
-        .unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true).unwrap();
         shard.panic_next_leader.store(true, Ordering::Relaxed);
         let panicked = std::thread::scope(|s| {
             s.spawn(|| {
@@ -755,14 +772,7 @@ mod tests {
     }
 
     fn temp_shard(dir: &tempfile::TempDir) -> Shard {
-        Shard::open(
-            0,
-            &dir.path().join("s.redb"),
-            1 << 20,
-            CommitMode::Group,
-            true,
-        )
-        .unwrap()
+        Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, true).unwrap()
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -860,6 +870,53 @@ mod tests {
         assert_eq!(shard.get("c", b"a").unwrap(), None);
     }
 
+    /// Regression (issue 9): a panic inside redb while committing reached the caller's
+    /// thread (or ended in a 503 with `panicked` in the log). Now every caller of the group
+    /// gets `Corrupted` naming the file, the shard is marked damaged (no later call touches
+    /// the file), and the marker makes the next open refuse it.
+    #[test]
+    fn a_panic_inside_a_commit_marks_the_shard_damaged_for_every_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        let (ops, bytes) = put("before");
+        shard.write(ops, bytes).unwrap();
+        shard.panic_in_commit.store(true, Ordering::Relaxed);
+        let rt = runtime();
+        let outcomes = rt.block_on(futures_join_all((0..16).map(|i| {
+            let (ops, bytes) = put(&format!("k{i}"));
+            shard.write_async(ops, bytes)
+        })));
+        let file = "s.redb";
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, Err(Error::Corrupted(m)) if m.contains(file) && m.contains("check --repair")),
+                "{outcome:?}"
+            );
+        }
+        // Known damaged: refused without touching the file, reads included.
+        assert!(matches!(
+            shard.get("c", b"before"),
+            Err(Error::Corrupted(_))
+        ));
+        let (ops, bytes) = put("later");
+        assert!(matches!(shard.write(ops, bytes), Err(Error::Corrupted(_))));
+        drop(shard);
+        assert!(dir.path().join("s.redb.damaged").exists());
+        let reopened = Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false);
+        assert!(
+            matches!(&reopened, Err(Error::Corrupted(m)) if m.contains("found damaged")),
+            "{:?}",
+            reopened.err()
+        );
+        // The file itself is fine (the panic was injected): clearing the marker, as a
+        // repair does, opens it with what was committed.
+        clear_damage_mark(&dir.path().join("s.redb")).unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false).unwrap();
+        assert_eq!(shard.get("c", b"before").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(shard.get("c", b"k0").unwrap(), None);
+    }
+
     /// Dropping a shard stops its committer thread after it committed what was queued.
     #[test]
     fn dropping_the_shard_joins_its_committer() {
@@ -878,14 +935,8 @@ mod tests {
     }
 
     fn temp_shard_reopen(dir: &tempfile::TempDir) {
-        let shard = Shard::open(
-            0,
-            &dir.path().join("s.redb"),
-            1 << 20,
-            CommitMode::Group,
-            false,
-        )
-        .unwrap();
+        let shard =
+            Shard::open(0, &dir.path().join("s.redb"), &test_options(), None, false).unwrap();
         assert_eq!(shard.get("c", b"a").unwrap(), Some(b"v".to_vec()));
     }
 }

@@ -220,8 +220,9 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
     // Gone when this function returns, however it returns: no status outlives its supervisor.
     let _status_file = RemoveOnDrop(data.join(status::STATUS_FILE));
     // Replaces a dead supervisor's status at once, so that status, stop and reload never
-    // act on its pid.
-    status::write_status(
+    // act on its pid. Serving never needs the file: on a full disk it goes on without it,
+    // removing the dead one's (removal needs no space).
+    if let Err(e) = status::write_status(
         &data,
         &ClusterStatus {
             name: entry.name.clone(),
@@ -233,7 +234,10 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
             updated_unix_ms: unix_ms(SystemTime::now()),
             ..ClusterStatus::default()
         },
-    )?;
+    ) {
+        tracing::warn!(error = %e, "could not write the status file; serving without it");
+        let _ = std::fs::remove_file(data.join(status::STATUS_FILE));
+    }
     // Opened here, before any worker: a bad directory or scheme fails now, and workers never
     // race to create the store. Held open while serving, which also keeps repairs away. The
     // open may be long (a wait for maintenance, a recovery), so it runs on its own thread

@@ -7,6 +7,7 @@
 //! ```json
 //! {
 //!   "format": 1,
+//!   "store_id": "5f0c9a4e2b7d4c1a9e3f6b8d0a2c4e6f",
 //!   "scheme": "hash:2",
 //!   "routing": { "kind": "hash", "starts": ["0x0000000000000000", "0x8000000000000000"] },
 //!   "shards": ["shard-000.redb", "shard-001.redb"]
@@ -14,7 +15,10 @@
 //! ```
 //!
 //! `routing` is authoritative (hash range starts and alphabetical split points, exactly);
-//! `scheme` is the same thing written as a spec, for people.
+//! `scheme` is the same thing written as a spec, for people. `store_id` is random, made at
+//! creation; every shard file records it with its shard number and range (see
+//! [`Identity`](crate::shard::Identity)), and every open compares the two. Stores made before
+//! identities have no `store_id`, and their files record none.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::shard::Identity;
 use crate::shard_by::ShardBy;
 
 /// The manifest file's name inside a store directory.
@@ -34,6 +39,8 @@ pub const FORMAT: u32 = 1;
 /// The parsed MANIFEST.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
+    /// The store's random id (`None` in stores made before identities).
+    pub store_id: Option<String>,
     /// Routing scheme.
     pub scheme: ShardBy,
     /// Shard file names, by shard number.
@@ -43,6 +50,8 @@ pub struct Manifest {
 #[derive(Serialize, Deserialize)]
 struct Json {
     format: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store_id: Option<String>,
     scheme: String,
     routing: Routing,
     shards: Vec<String>,
@@ -69,24 +78,62 @@ impl Manifest {
     /// A manifest for a new store with this scheme.
     pub fn new(scheme: ShardBy) -> Manifest {
         let shards = (0..scheme.shard_count()).map(shard_file_name).collect();
-        Manifest { scheme, shards }
+        Manifest {
+            store_id: Some(new_store_id()),
+            scheme,
+            shards,
+        }
+    }
+
+    /// The identity MANIFEST gives shard `i`'s file, `None` in a store made before identities.
+    pub fn identity(&self, i: usize) -> Option<Identity> {
+        self.store_id
+            .as_deref()
+            .map(|id| Identity::expected(id, &self.scheme, i))
     }
 
     /// Reads `dir/MANIFEST`; `Ok(None)` if there is none.
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         let corrupted = |why: String| Error::Corrupted(format!("{}: {why}", path.display()));
-        let json: Json = serde_json::from_str(&text).map_err(|e| corrupted(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| corrupted("is not text; restore it from a backup".into()))?;
+        if text.trim().is_empty() {
+            return Err(corrupted(
+                "is empty; restore it from a backup (it names the routing of the shard files)"
+                    .into(),
+            ));
+        }
+        // The format first, so that a newer MANIFEST is reported as newer, not as garbage.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        if let Ok(Format { format }) = serde_json::from_str(&text)
+            && format > FORMAT
+        {
+            return Err(corrupted(format!(
+                "format {format} was written by a newer shardkv; this one reads format \
+                 {FORMAT}: upgrade shardkv to open this store"
+            )));
+        }
+        let json: Json = serde_json::from_str(&text)
+            .map_err(|e| corrupted(format!("is not a MANIFEST shardkv can read ({e})")))?;
         if json.format != FORMAT {
             return Err(corrupted(format!(
                 "format {} is not {FORMAT}, the one this shardkv reads",
                 json.format
             )));
+        }
+        if let Some(id) = &json.store_id
+            && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(corrupted(format!("bad store_id {id:?}")));
         }
         let scheme = match json.routing {
             Routing::Alpha { splits } => ShardBy::split_points(splits),
@@ -121,6 +168,7 @@ impl Manifest {
             return Err(corrupted(format!("{twice:?} is listed for two shards")));
         }
         Ok(Some(Manifest {
+            store_id: json.store_id,
             scheme,
             shards: json.shards,
         }))
@@ -143,6 +191,7 @@ impl Manifest {
         };
         let json = Json {
             format: FORMAT,
+            store_id: self.store_id.clone(),
             scheme: self.scheme.to_string(),
             routing,
             shards: self.shards.clone(),
@@ -175,4 +224,22 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// 128 random bits as hex, from the OS; if it has none to give, from the clock and the pid
+/// through xxh3 (unique enough to tell stores apart, which is all the id is for).
+fn new_store_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        let seed = format!(
+            "{:?} {} {:p}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            &bytes
+        );
+        bytes = xxhash_rust::xxh3::xxh3_128(seed.as_bytes()).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -26,6 +26,8 @@
 //! - **Limits.** Keys are 1..=1024 bytes; values at most 1 MiB unless configured; collection
 //!   names 1..=64 bytes of `[A-Za-z0-9_.-]`. Violations are typed errors and write nothing.
 
+#[cfg(test)]
+mod fault_tests;
 mod lock;
 mod maintenance;
 mod manifest;
@@ -40,22 +42,17 @@ pub use lock::StoreLock;
 pub(crate) use lock::try_lock_file;
 pub use maintenance::{CheckReport, ShardCheck, ShardHealth};
 pub(crate) use manifest::sync_dir;
-#[cfg(feature = "server")]
 pub(crate) use manifest::write_atomically;
 pub use manifest::{MANIFEST_FILE, Manifest};
 pub use scan::{Entry, Scan};
 
-use crate::batch::{Expect, Op, WriteBatch, Written};
+use crate::batch::{Expect, Op, WriteBatch, Written, check_collection, check_key, check_op};
 use crate::error::{Error, Result};
-use crate::shard::{CommitMode, Shard, ShardStats};
+use crate::shard::{CommitMode, Faults, Shard, ShardOptions, ShardStats};
 use crate::shard_by::ShardBy;
 
-/// The longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
 /// The default limit on a value, in bytes (1 MiB).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
-/// The longest collection name, in bytes.
-pub const MAX_COLLECTION_BYTES: usize = 64;
 /// The default page cache of each shard handle (redb's own default is 1 GiB per handle).
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
@@ -73,9 +70,27 @@ pub struct StoreBuilder {
     cache_bytes: usize,
     max_value_bytes: usize,
     commit_mode: CommitMode,
+    faults: Option<Arc<Faults>>,
 }
 
 impl StoreBuilder {
+    /// Opens every shard file through a backend that fails writes or syncs when `faults`
+    /// says so: for tests of the failed-commit path.
+    #[cfg(test)]
+    pub(crate) fn inject_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    fn shard_options(&self) -> ShardOptions {
+        ShardOptions {
+            cache_bytes: self.cache_bytes,
+            mode: self.commit_mode,
+            max_value_bytes: self.max_value_bytes,
+            faults: self.faults.clone(),
+        }
+    }
+
     /// The page cache of each shard handle, in bytes. Default 16 MiB.
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
@@ -137,6 +152,10 @@ impl StoreBuilder {
                 return self.open_existing(dir, manifest, lock);
             }
             let Some(scheme) = &self.scheme else {
+                let strays = stray_shard_files(dir)?;
+                if !strays.is_empty() && !strays.iter().all(|n| never_written(&dir.join(n))) {
+                    return Err(orphans(dir, &strays));
+                }
                 return Err(no_store(dir));
             };
             // Creating: trade the shared lock for the exclusive one. Another opener may win it;
@@ -162,19 +181,7 @@ impl StoreBuilder {
         // directory is an error: its routing is unknown.
         if !strays.is_empty() {
             if !strays.iter().all(|name| never_written(&dir.join(name))) {
-                let shown: Vec<&str> = strays.iter().take(8).map(String::as_str).collect();
-                let more = strays.len().saturating_sub(shown.len());
-                return Err(Error::Corrupted(format!(
-                    "{} holds shard files ({}{}) but no MANIFEST, so their routing is unknown; \
-                     restore MANIFEST, or move them away",
-                    dir.display(),
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(" and {more} more")
-                    } else {
-                        String::new()
-                    }
-                )));
+                return Err(orphans(dir, &strays));
             }
             for name in &strays {
                 std::fs::remove_file(dir.join(name))
@@ -199,7 +206,13 @@ impl StoreBuilder {
             // file under a shard's name (redb writes its header last).
             let tmp = dir.join(format!("{name}{CREATING_SUFFIX}"));
             remove_if_present(&tmp)?;
-            Shard::open(i, &tmp, self.cache_bytes, self.commit_mode, true)?;
+            Shard::open(
+                i,
+                &tmp,
+                &self.shard_options(),
+                manifest.identity(i).as_ref(),
+                true,
+            )?;
             std::fs::rename(&tmp, dir.join(name))
                 .map_err(|e| Error::io(format!("naming {name}"), e))?;
         }
@@ -219,6 +232,7 @@ impl StoreBuilder {
                 requested: requested.clone(),
             });
         }
+        let options = self.shard_options();
         let shards = manifest
             .shards
             .iter()
@@ -227,8 +241,8 @@ impl StoreBuilder {
                 Shard::open(
                     i,
                     &dir.join(name),
-                    self.cache_bytes,
-                    self.commit_mode,
+                    &options,
+                    manifest.identity(i).as_ref(),
                     false,
                 )
             })
@@ -256,6 +270,23 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
         _ => Ok(()),
     }
+}
+
+/// Shard files with data but no MANIFEST: their routing is unknown.
+fn orphans(dir: &Path, strays: &[String]) -> Error {
+    let shown: Vec<&str> = strays.iter().take(8).map(String::as_str).collect();
+    let more = strays.len().saturating_sub(shown.len());
+    Error::Corrupted(format!(
+        "{} holds shard files ({}{}) but no MANIFEST, so their routing is unknown; \
+         restore MANIFEST, or move them away",
+        dir.display(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 fn no_store(dir: &Path) -> Error {
@@ -360,6 +391,7 @@ impl Store {
             cache_bytes: DEFAULT_CACHE_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             commit_mode: CommitMode::Group,
+            faults: None,
         }
     }
 
@@ -534,21 +566,7 @@ impl Store {
     fn prepare(&self, batch: WriteBatch) -> Result<Option<(usize, Vec<Op>, usize)>> {
         let payload = batch.payload_bytes();
         for op in &batch.ops {
-            check_collection(op.collection())?;
-            check_key(op.key())?;
-            if let Op::Put { value, .. }
-            | Op::Expect {
-                expect: Expect::Equals(value),
-                ..
-            } = op
-                && value.len() > self.inner.max_value_bytes
-            {
-                return Err(Error::TooLarge {
-                    what: "value",
-                    size: value.len(),
-                    limit: self.inner.max_value_bytes,
-                });
-            }
+            check_op(op, self.inner.max_value_bytes)?;
         }
         let Some(route) = batch.route()? else {
             return Ok(None);
@@ -589,34 +607,5 @@ fn conflict_as_false(result: Result<Written>) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(Error::Conflict(_)) => Ok(false),
         Err(e) => Err(e),
-    }
-}
-
-fn check_key(key: &[u8]) -> Result<()> {
-    if key.is_empty() {
-        return Err(Error::InvalidInput("keys may not be empty".into()));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(Error::TooLarge {
-            what: "key",
-            size: key.len(),
-            limit: MAX_KEY_BYTES,
-        });
-    }
-    Ok(())
-}
-
-fn check_collection(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_COLLECTION_BYTES
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
-            "collection name {name:?} must be 1 to {MAX_COLLECTION_BYTES} bytes of letters, digits, '_', '.' or '-'"
-        )))
     }
 }
