@@ -198,3 +198,44 @@ fn a_retried_booking_with_the_same_idempotency_key_books_once() {
         );
     }
 }
+
+/// Regression: the shows service's `release-seats` used to give back confirmed seats; a
+/// cancel then clamped at 0 and the seats were sold twice (held 15 in a house of 10). It
+/// gives back only seats taken by `hold-seats`, and a cancel exactly its booking's.
+#[test]
+fn release_seats_on_the_shows_service_never_frees_a_booked_or_held_seat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Grease", 10);
+    let booking = json!({ "showID": show, "name": "alice", "count": 5 });
+    assert_eq!(call(&d.api.addr, "POST", "/reserve", Some(booking)).0, 201);
+    let (status, s) = call(
+        &d.shows.addr,
+        "PUT",
+        "/release-seats",
+        Some(json!({ "showID": show, "count": 5 })),
+    );
+    assert_eq!((status, &s["reserved"]), (200, &json!(5)), "{s}");
+    let hold = |hold: &str, count: i64| {
+        let body = json!({ "showID": show, "holdID": hold, "count": count });
+        call(&d.shows.addr, "POST", "/holds", Some(body))
+    };
+    let (status, e) = hold("bob", 10);
+    assert_eq!(status, 409, "only 5 seats are free: {e}");
+    assert_eq!(hold("bob", 5).0, 201);
+    // Releasing by hand never frees held seats either.
+    let (status, s) = call(
+        &d.shows.addr,
+        "PUT",
+        "/release-seats",
+        Some(json!({ "showID": show, "count": 10 })),
+    );
+    assert_eq!(status, 200, "{s}");
+    assert_eq!((&s["reserved"], &s["held"]), (&json!(5), &json!(5)), "{s}");
+    let cancel = json!({ "showID": show, "name": "alice" });
+    assert_eq!(call(&d.api.addr, "DELETE", "/cancel", Some(cancel)).0, 200);
+    assert_eq!(hold("carol", 5).0, 201, "alice's seats are back");
+    assert_eq!(hold("dave", 1).0, 409, "the house is full");
+    let s = d.show(&show);
+    assert_eq!((&s["reserved"], &s["held"]), (&json!(0), &json!(10)), "{s}");
+}

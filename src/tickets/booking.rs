@@ -108,12 +108,11 @@ impl Tickets {
                 return Err(Self::no_reservation(id, name));
             };
             let key = child_key(id, name);
-            let result =
-                self.write_giving_back(id, record.house_size, reservation.guests, |batch| {
-                    batch
-                        .expect(RESERVATIONS, &key, Expect::Equals(bytes.clone()))
-                        .delete(RESERVATIONS, &key);
-                });
+            let mut batch = WriteBatch::new();
+            batch
+                .expect(RESERVATIONS, &key, Expect::Equals(bytes))
+                .delete(RESERVATIONS, &key);
+            let result = self.give_back(id, record.house_size, reservation.guests, batch);
             match result {
                 Ok(()) => return Ok(reservation),
                 Err(Error::Conflict(_)) => continue,
