@@ -239,3 +239,25 @@ fn release_seats_on_the_shows_service_never_frees_a_booked_or_held_seat() {
     let s = d.show(&show);
     assert_eq!((&s["reserved"], &s["held"]), (&json!(0), &json!(10)), "{s}");
 }
+
+/// Regression: the reservations service told a voided hold from a taken name by the
+/// message's first word, so a guest named "hold music" booking twice got the api's 503
+/// "took longer than the seats could be held" instead of the 409, on every retry.
+#[test]
+fn a_name_starting_with_hold_booking_twice_is_a_409() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Tommy", 10);
+    let booking = json!({ "showID": show, "name": "hold music", "count": 2 });
+    let (status, body) = call(&d.api.addr, "POST", "/reserve", Some(booking.clone()));
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = call(&d.api.addr, "POST", "/reserve", Some(booking));
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(
+        e["error"],
+        "hold music already holds a reservation for this show"
+    );
+    // The refused attempt's hold went back at once.
+    let s = d.show(&show);
+    assert_eq!((&s["reserved"], s.get("held")), (&json!(2), None), "{s}");
+}

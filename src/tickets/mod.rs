@@ -69,7 +69,7 @@ use crate::error::{Error, Result};
 use crate::registry::check_field;
 use crate::store::{Scan, Store};
 
-pub use booking::{Claim, Reservation};
+pub use booking::{Claim, Recorded, Reservation};
 pub use holds::{Hold, Settle};
 pub use idempotency::{Begin, IdempotencyRecord};
 

@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 use super::ServiceOptions;
 use super::client::{CALL_TIMEOUT, CallError, Http, Upstream};
 use super::fields::Fields;
-use super::services::{Canceled, HOLD_VOIDED, blocking, booked};
+use super::services::{Canceled, blocking, booked};
 use crate::error::{Error, Result};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -294,8 +294,7 @@ impl Api {
                 let why = body["error"].as_str().unwrap_or_default();
                 tracing::warn!(hold, why, "booking outlived its hold");
                 return Outcome::NothingBooked(ApiError::unavailable(format!(
-                    "the booking took longer than the seats could be held; try again ({})",
-                    why.trim_start_matches(HOLD_VOIDED)
+                    "the booking took longer than the seats could be held; try again ({why})"
                 )));
             }
             Ok((status, body)) if status.is_client_error() => {
