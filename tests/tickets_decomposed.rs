@@ -261,3 +261,35 @@ fn a_name_starting_with_hold_booking_twice_is_a_409() {
     let s = d.show(&show);
     assert_eq!((&s["reserved"], s.get("held")), (&json!(2), None), "{s}");
 }
+
+/// Regression: the api built its call to the shows service from the decoded id, so
+/// `/show/a%20b` could not be sent (503) and `/show/{id}%3Fx` asked for show `{id}`.
+#[test]
+fn show_ids_with_reserved_characters_are_looked_up_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Hair", 10);
+    for path in [
+        "/show/a%20b".to_owned(),
+        format!("/show/{show}%3Fx"),
+        format!("/show/{show}%2Fx"),
+        format!("/show/{show}%23x"),
+        "/show/100%25".to_owned(),
+    ] {
+        let (status, e) = call(&d.api.addr, "GET", &path, None);
+        assert_eq!(status, 404, "{path}: {e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("no show"),
+            "{path}: {e}"
+        );
+    }
+    let (status, e) = call(&d.api.addr, "GET", "/show/a%20b", None);
+    assert!(
+        e["error"].as_str().unwrap().contains("\"a b\""),
+        "{status} {e}"
+    );
+    assert_eq!(
+        call(&d.api.addr, "GET", &format!("/show/{show}"), None).0,
+        200
+    );
+}

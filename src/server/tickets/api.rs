@@ -130,7 +130,12 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Res
     check_id("showID", &id)?;
     match api
         .http
-        .call_raw(&api.shows, Method::GET, &format!("/show/{id}"), None)
+        .call_raw(
+            &api.shows,
+            Method::GET,
+            &format!("/show/{}", segment(&id)),
+            None,
+        )
         .await
     {
         Ok((status, body)) if status.is_success() => Ok(relay(status, body)),
@@ -320,7 +325,7 @@ impl Api {
 
     /// The guests of `name`'s reservation if it was made under `hold`.
     async fn own_reservation(&self, id: &str, name: &str, hold: Option<&str>) -> Option<i64> {
-        let path = format!("/reservations/{id}");
+        let path = format!("/reservations/{}", segment(id));
         let (status, list) = self
             .http
             .call(&self.reservations, Method::GET, &path, None)
@@ -475,6 +480,13 @@ async fn cancel_to_the_end(api: Arc<Api>, id: String, name: String) -> Result<Re
         hold_id: None,
     })
     .into_response())
+}
+
+/// `id` as one path segment of a call to another service: the id was decoded from our own
+/// path, so a space, `?`, `/` or `%` in it must be encoded again, or the call would ask for
+/// another path (or none).
+fn segment(id: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
 }
 
 fn parse(bytes: &[u8]) -> Value {
