@@ -293,3 +293,50 @@ fn show_ids_with_reserved_characters_are_looked_up_as_given() {
         200
     );
 }
+
+/// Regression: a `--hold-ttl` over a day passed the start-up check, but the shows service
+/// refuses such holds, so every booking was a 400. It is refused before anything starts.
+#[test]
+fn a_hold_ttl_over_a_day_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("api");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardkv"))
+        .args([
+            "serve",
+            "--service",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .args(["--hold-ttl", "25h", "--data"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: plain kill(2) on our own child; SIGTERM stops its workers too.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("shardkv serve --hold-ttl 25h started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--hold-ttl must be from 100ms to 24h"),
+        "{stderr}"
+    );
+}

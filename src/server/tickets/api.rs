@@ -397,13 +397,15 @@ impl Api {
                 .http
                 .call(&self.reservations, Method::PUT, "/holds/void", Some(&body))
                 .await?;
-            if !status.is_success() {
-                continue;
-            }
-            let action = if claim["claim"] == "void" {
-                "release"
-            } else {
-                "confirm"
+            // Only a readable decision settles a hold: anything else leaves it held (never
+            // oversold) for the next pass.
+            let action = match claim["claim"].as_str() {
+                Some("void") if status.is_success() => "release",
+                Some("reserved") if status.is_success() => "confirm",
+                _ => {
+                    tracing::warn!(show = id, hold = h, %status, %claim, "no claim for an expired hold");
+                    continue;
+                }
             };
             if self.settle(id, h, action).await {
                 tracing::info!(show = id, hold = h, action, "settled an expired hold");
