@@ -198,3 +198,145 @@ fn a_retried_booking_with_the_same_idempotency_key_books_once() {
         );
     }
 }
+
+/// Regression: the shows service's `release-seats` used to give back confirmed seats; a
+/// cancel then clamped at 0 and the seats were sold twice (held 15 in a house of 10). It
+/// gives back only seats taken by `hold-seats`, and a cancel exactly its booking's.
+#[test]
+fn release_seats_on_the_shows_service_never_frees_a_booked_or_held_seat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Grease", 10);
+    let booking = json!({ "showID": show, "name": "alice", "count": 5 });
+    assert_eq!(call(&d.api.addr, "POST", "/reserve", Some(booking)).0, 201);
+    let (status, s) = call(
+        &d.shows.addr,
+        "PUT",
+        "/release-seats",
+        Some(json!({ "showID": show, "count": 5 })),
+    );
+    assert_eq!((status, &s["reserved"]), (200, &json!(5)), "{s}");
+    let hold = |hold: &str, count: i64| {
+        let body = json!({ "showID": show, "holdID": hold, "count": count });
+        call(&d.shows.addr, "POST", "/holds", Some(body))
+    };
+    let (status, e) = hold("bob", 10);
+    assert_eq!(status, 409, "only 5 seats are free: {e}");
+    assert_eq!(hold("bob", 5).0, 201);
+    // Releasing by hand never frees held seats either.
+    let (status, s) = call(
+        &d.shows.addr,
+        "PUT",
+        "/release-seats",
+        Some(json!({ "showID": show, "count": 10 })),
+    );
+    assert_eq!(status, 200, "{s}");
+    assert_eq!((&s["reserved"], &s["held"]), (&json!(5), &json!(5)), "{s}");
+    let cancel = json!({ "showID": show, "name": "alice" });
+    assert_eq!(call(&d.api.addr, "DELETE", "/cancel", Some(cancel)).0, 200);
+    assert_eq!(hold("carol", 5).0, 201, "alice's seats are back");
+    assert_eq!(hold("dave", 1).0, 409, "the house is full");
+    let s = d.show(&show);
+    assert_eq!((&s["reserved"], &s["held"]), (&json!(0), &json!(10)), "{s}");
+}
+
+/// Regression: the reservations service told a voided hold from a taken name by the
+/// message's first word, so a guest named "hold music" booking twice got the api's 503
+/// "took longer than the seats could be held" instead of the 409, on every retry.
+#[test]
+fn a_name_starting_with_hold_booking_twice_is_a_409() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Tommy", 10);
+    let booking = json!({ "showID": show, "name": "hold music", "count": 2 });
+    let (status, body) = call(&d.api.addr, "POST", "/reserve", Some(booking.clone()));
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = call(&d.api.addr, "POST", "/reserve", Some(booking));
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(
+        e["error"],
+        "hold music already holds a reservation for this show"
+    );
+    // The refused attempt's hold went back at once.
+    let s = d.show(&show);
+    assert_eq!((&s["reserved"], s.get("held")), (&json!(2), None), "{s}");
+}
+
+/// Regression: the api built its call to the shows service from the decoded id, so
+/// `/show/a%20b` could not be sent (503) and `/show/{id}%3Fx` asked for show `{id}`.
+#[test]
+fn show_ids_with_reserved_characters_are_looked_up_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Decomposed::start(dir.path(), 1, "30s", &[]);
+    let show = create_show(&d.shows.addr, "", "Hair", 10);
+    for path in [
+        "/show/a%20b".to_owned(),
+        format!("/show/{show}%3Fx"),
+        format!("/show/{show}%2Fx"),
+        format!("/show/{show}%23x"),
+        "/show/100%25".to_owned(),
+    ] {
+        let (status, e) = call(&d.api.addr, "GET", &path, None);
+        assert_eq!(status, 404, "{path}: {e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("no show"),
+            "{path}: {e}"
+        );
+    }
+    let (status, e) = call(&d.api.addr, "GET", "/show/a%20b", None);
+    assert!(
+        e["error"].as_str().unwrap().contains("\"a b\""),
+        "{status} {e}"
+    );
+    assert_eq!(
+        call(&d.api.addr, "GET", &format!("/show/{show}"), None).0,
+        200
+    );
+}
+
+/// Regression: a `--hold-ttl` over a day passed the start-up check, but the shows service
+/// refuses such holds, so every booking was a 400. It is refused before anything starts.
+#[test]
+fn a_hold_ttl_over_a_day_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("api");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardkv"))
+        .args([
+            "serve",
+            "--service",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .args(["--hold-ttl", "25h", "--data"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: plain kill(2) on our own child; SIGTERM stops its workers too.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("shardkv serve --hold-ttl 25h started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--hold-ttl must be from 100ms to 24h"),
+        "{stderr}"
+    );
+}

@@ -333,3 +333,65 @@ fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     assert_eq!(all["shows"][0]["reserved"], 0, "{all}");
     assert_eq!(all["reservations"], json!({}), "{all}");
 }
+
+/// Regression: `release-seats` used to give back booked seats (floor 0), so a show of 10
+/// took alice's 10 and bob's 10. It gives back only seats taken by `hold-seats`.
+#[test]
+fn release_seats_never_frees_a_booked_seat() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster::start(dir.path(), &["--workers", "1"]);
+    let show = create_show(&c.addr, "/tickets", "Annie", 10);
+    let book = |name: &str, count: i64| {
+        let body = json!({ "showID": show, "name": name, "count": count });
+        call(&c.addr, "POST", "/tickets/reserveTickets", Some(body))
+    };
+    let seats = |path: &str, count: i64| {
+        let body = json!({ "showID": show, "count": count });
+        call(&c.addr, "PUT", &format!("/tickets/{path}"), Some(body))
+    };
+    assert_eq!(book("alice", 10).0, 201);
+    let (status, s) = seats("release-seats", 10);
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["reserved"], 10, "alice's seats stay hers: {s}");
+    let (status, e) = book("bob", 10);
+    assert_eq!(
+        (status, &e["error"]),
+        (409, &json!("cannot reserve 10 seats. Only 0 remaining."))
+    );
+    let (_, list) = call(
+        &c.addr,
+        "GET",
+        &format!("/tickets/reservations/{show}"),
+        None,
+    );
+    assert_eq!(
+        guests_by_name(&list).into_iter().collect::<Vec<_>>(),
+        [("alice".to_owned(), 10)]
+    );
+
+    // Seats taken by hand are given back, at most as many as were taken; a cancel gives
+    // back exactly its booking's seats.
+    assert_eq!(
+        call(
+            &c.addr,
+            "DELETE",
+            "/tickets/cancel",
+            Some(json!({ "showID": show, "name": "alice" }))
+        )
+        .0,
+        200
+    );
+    assert_eq!(seats("hold-seats", 4).1["reserved"], 4);
+    assert_eq!(book("carol", 6).0, 201);
+    let (status, s) = seats("release-seats", 9);
+    assert_eq!((status, &s["reserved"]), (200, &json!(6)), "{s}");
+    assert_eq!(
+        seats("release-seats", 1).1["reserved"],
+        6,
+        "never carol's seats"
+    );
+    assert_eq!(book("dave", 5).0, 409, "4 seats left, not 5");
+    assert_eq!(book("dave", 4).0, 201);
+    let (_, s) = call(&c.addr, "GET", &format!("/tickets/show/{show}"), None);
+    assert_eq!(s["reserved"], 10, "{s}");
+}

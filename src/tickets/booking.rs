@@ -38,6 +38,16 @@ pub enum Claim {
     Void,
 }
 
+/// How [`Tickets::record_reservation`] ended, other than by an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The reservation exists (now, or already from a retry of the same request).
+    Reserved(Reservation),
+    /// Its hold was voided first: nothing was recorded, and none ever will be under it.
+    /// The message says so in the user's words.
+    HoldVoided(String),
+}
+
 /// A canceled api booking whose seats the shows service has not taken back yet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancellation {
@@ -108,12 +118,11 @@ impl Tickets {
                 return Err(Self::no_reservation(id, name));
             };
             let key = child_key(id, name);
-            let result =
-                self.write_giving_back(id, record.house_size, reservation.guests, |batch| {
-                    batch
-                        .expect(RESERVATIONS, &key, Expect::Equals(bytes.clone()))
-                        .delete(RESERVATIONS, &key);
-                });
+            let mut batch = WriteBatch::new();
+            batch
+                .expect(RESERVATIONS, &key, Expect::Equals(bytes))
+                .delete(RESERVATIONS, &key);
+            let result = self.give_back(id, record.house_size, reservation.guests, batch);
             match result {
                 Ok(()) => return Ok(reservation),
                 Err(Error::Conflict(_)) => continue,
@@ -168,14 +177,15 @@ impl Tickets {
 
     /// Reservations service: records a reservation. With a hold id, the reservation claims
     /// the hold in the same batch; a claim already made for this reservation makes a retry
-    /// succeed, and a voided hold refuses it (the seats may be gone).
+    /// succeed, and a voided hold refuses it with [`Recorded::HoldVoided`] (the seats may be
+    /// gone). A name that already holds another reservation is a Conflict.
     pub fn record_reservation(
         &self,
         id: &str,
         name: &str,
         n: i64,
         hold_id: Option<&str>,
-    ) -> Result<Reservation> {
+    ) -> Result<Recorded> {
         check_id("showID", id)?;
         check_field("name", name, MAX_NAME_BYTES)?;
         check_count("count", n)?;
@@ -202,16 +212,16 @@ impl Tickets {
         }
         batch.put(RESERVATIONS, &key, to_json(&reservation));
         match self.store.write(batch) {
-            Ok(_) => Ok(reservation),
+            Ok(_) => Ok(Recorded::Reserved(reservation)),
             Err(Error::Conflict(_)) => {
                 if let Some(h) = hold_id {
                     if let Some((existing, _)) = self.reservation(id, name)?
                         && existing == reservation
                     {
-                        return Ok(existing);
+                        return Ok(Recorded::Reserved(existing));
                     }
                     if self.claim(id, h)? == Some(Claim::Void) {
-                        return Err(Error::Conflict(format!(
+                        return Ok(Recorded::HoldVoided(format!(
                             "hold {h} expired before the reservation was recorded"
                         )));
                     }

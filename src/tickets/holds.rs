@@ -127,19 +127,16 @@ impl Tickets {
                         count: n,
                         ..done(how)
                     });
-                    let build = |batch: &mut WriteBatch| {
-                        batch
-                            .expect(HOLDS, &key, Expect::Equals(bytes.clone()))
-                            .delete(HOLDS, &key)
-                            .incr(HELD, show_key(id), -n)
-                            .put(SETTLED, &key, &end);
-                    };
+                    let mut batch = WriteBatch::new();
+                    batch
+                        .expect(HOLDS, &key, Expect::Equals(bytes.clone()))
+                        .delete(HOLDS, &key)
+                        .incr(HELD, show_key(id), -n)
+                        .put(SETTLED, &key, &end);
                     if how == Settle::Confirm {
-                        let mut batch = WriteBatch::new();
-                        build(&mut batch);
                         self.store.write(batch).map(drop)
                     } else {
-                        self.write_giving_back(id, record.house_size, n, build)
+                        self.give_back(id, record.house_size, n, batch)
                     }
                 }
                 (None, Some(bytes)) => {
@@ -147,12 +144,11 @@ impl Tickets {
                     match (was.state, how) {
                         (a, b) if a == b => return self.show(id),
                         (Settle::Confirm, Settle::Cancel) => {
-                            let end = to_json(&done(Settle::Cancel));
-                            self.write_giving_back(id, record.house_size, was.count, |batch| {
-                                batch
-                                    .expect(SETTLED, &key, Expect::Equals(bytes.clone()))
-                                    .put(SETTLED, &key, &end);
-                            })
+                            let mut batch = WriteBatch::new();
+                            batch
+                                .expect(SETTLED, &key, Expect::Equals(bytes.clone()))
+                                .put(SETTLED, &key, to_json(&done(Settle::Cancel)));
+                            self.give_back(id, record.house_size, was.count, batch)
                         }
                         (state, _) => {
                             return Err(Error::Conflict(format!(

@@ -1,8 +1,10 @@
 //! The api's `Idempotency-Key` records: the first request with a key claims it (pending,
 //! with its hold id), and its answer is stored under the key before it is sent, so a retry
 //! gets the same answer and books nothing more. A pending record older than its lease
-//! belongs to a request whose api died; a retry takes it over (compare-and-set) and learns
-//! from the old hold id whether the first attempt's reservation exists.
+//! belongs to a request whose api died; a retry takes it over (compare-and-set), keeping
+//! the hold ids of every earlier attempt: before booking anything it must settle each of
+//! them (void it, or find the reservation that claimed it), since any may carry this
+//! request's booking.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,14 @@ pub struct IdempotencyRecord {
     /// The hold id the attempt in progress uses.
     #[serde(rename = "holdID")]
     pub hold_id: String,
+    /// The hold ids of earlier attempts that died, oldest first: any of them may have
+    /// booked, so none is ever forgotten.
+    #[serde(
+        rename = "earlierHolds",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub earlier_holds: Vec<String>,
     /// When the attempt started, ms since the epoch.
     pub started: i64,
     /// The answer, once there is one: status and JSON body, as sent.
@@ -31,11 +41,11 @@ pub struct IdempotencyRecord {
 pub enum Begin {
     /// Book, with this record claimed.
     Fresh,
-    /// A previous attempt died: book, and treat a reservation made under `old_hold` as this
-    /// request's own.
+    /// Earlier attempts died: a reservation made under any of `old_holds` is this request's
+    /// own; settle them all before booking.
     TakeOver {
-        /// The dead attempt's hold id.
-        old_hold: String,
+        /// The dead attempts' hold ids, oldest first.
+        old_holds: Vec<String>,
     },
     /// Answer this (status, JSON body), as the first time.
     Done(u16, String),
@@ -54,9 +64,10 @@ impl Tickets {
         lease_ms: i64,
     ) -> Result<Begin> {
         check_id("Idempotency-Key", key)?;
-        let mine = IdempotencyRecord {
+        let mut mine = IdempotencyRecord {
             request: request.to_owned(),
             hold_id: hold_id.to_owned(),
+            earlier_holds: Vec::new(),
             started: now_ms(),
             answer: None,
         };
@@ -85,13 +96,15 @@ impl Tickets {
         if now_ms() - theirs.started < lease_ms {
             return Ok(Begin::InProgress);
         }
+        mine.earlier_holds = theirs.earlier_holds;
+        mine.earlier_holds.push(theirs.hold_id);
         let mut batch = WriteBatch::new();
         batch
             .expect(IDEMPOTENCY, key, Expect::Equals(bytes))
             .put(IDEMPOTENCY, key, to_json(&mine));
         match self.store.write(batch) {
             Ok(_) => Ok(Begin::TakeOver {
-                old_hold: theirs.hold_id,
+                old_holds: mine.earlier_holds,
             }),
             Err(Error::Conflict(_)) => Ok(Begin::InProgress),
             Err(e) => Err(e),
@@ -141,5 +154,45 @@ impl Tickets {
             Ok(_) | Err(Error::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Regression: each takeover used to replace the record's hold id, so after two the
+    /// first attempt's hold (the one that may have booked) was forgotten.
+    #[test]
+    fn every_takeover_keeps_the_hold_ids_of_all_earlier_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::shard_by("hash:2".parse().unwrap()).open(dir.path());
+        let t = Tickets::new(store.unwrap());
+        let request = r#"["show","alice",2]"#;
+        assert!(matches!(
+            t.begin_idempotent("k", request, "h1", 0).unwrap(),
+            Begin::Fresh
+        ));
+        let Begin::TakeOver { old_holds } = t.begin_idempotent("k", request, "h2", 0).unwrap()
+        else {
+            panic!("a claim past its lease is taken over");
+        };
+        assert_eq!(old_holds, ["h1"]);
+        let Begin::TakeOver { old_holds } = t.begin_idempotent("k", request, "h3", 0).unwrap()
+        else {
+            panic!("a claim past its lease is taken over");
+        };
+        assert_eq!(old_holds, ["h1", "h2"]);
+        // Within its lease the claim is another attempt's; its answer is final for all.
+        assert!(matches!(
+            t.begin_idempotent("k", request, "h4", 60_000).unwrap(),
+            Begin::InProgress
+        ));
+        t.finish_idempotent("k", "h3", 201, "{}").unwrap();
+        assert!(matches!(
+            t.begin_idempotent("k", request, "h5", 0).unwrap(),
+            Begin::Done(201, ref body) if body == "{}"
+        ));
     }
 }

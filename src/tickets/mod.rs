@@ -10,8 +10,9 @@
 //! | collection | key | value | service |
 //! |---|---|---|---|
 //! | `shows` | `{id}` | `{"_id","name","houseSize"}` | all, shows |
-//! | `seats` | `{id}` | taken = reserved + held, bounded `0..=houseSize` | all, shows |
+//! | `seats` | `{id}` | taken = booked + held + by hand, bounded `0..=houseSize` | all, shows |
 //! | `held` | `{id}` | seats in pending holds | shows |
+//! | `hand_seats` | `{id}` | seats taken by `hold-seats` and not released yet | all, shows |
 //! | `holds` | `{id}\0hold` | pending hold `{"count","expiresAt"}` | shows |
 //! | `settled_holds` | `{id}\0hold` | `{"count","state"}`: confirmed, released, canceled | shows |
 //! | `reservations` | `{id}\0name` | `{"name","guests","holdID"?}` | all, reservations |
@@ -24,11 +25,15 @@
 //! - **Never oversold, always:** `reserved + seats in live holds <= houseSize`. Every seat
 //!   taken goes through one bounded increment of `seats` (`incr_within(.., 0..=houseSize)`);
 //!   concurrent bookings in one group commit succeed or fail in turn, never abort each other.
-//!   `reserved` as answered is `seats - held`: confirmed seats only.
+//!   `reserved` as answered is `seats - held`: confirmed seats (and seats taken by hand).
+//! - **Seats go back only to whoever took them:** `seats == booked + held + hand_seats`
+//!   (booked: the guests of the show's reservations, or confirmed holds). A cancel or a
+//!   release gives back exactly the seats of its booking or hold; the lesson's
+//!   `release-seats` gives back only seats taken by hand (`hold-seats`), at most
+//!   `hand_seats`, so it can never free a booked or held seat for a second sale.
 //! - **At rest** (every service up, nothing in flight, holds past their TTL resolved):
-//!   `reserved == sum of guests` of the show's reservations, for bookings made through
-//!   `reserveTickets` (monolith) or the api. The lesson's `hold-seats` and `release-seats`
-//!   move `reserved` by hand, outside any reservation, as in the lesson.
+//!   `reserved == sum of guests + hand_seats`: the lesson's `hold-seats` and
+//!   `release-seats` move `reserved` by hand, outside any reservation, as in the lesson.
 //! - A monolith booking (reservation + seats) and a monolith cancel (reservation gone +
 //!   seats back) are each one atomic batch. A name holds at most one reservation per show.
 //!
@@ -64,7 +69,7 @@ use crate::error::{Error, Result};
 use crate::registry::check_field;
 use crate::store::{Scan, Store};
 
-pub use booking::{Claim, Reservation};
+pub use booking::{Claim, Recorded, Reservation};
 pub use holds::{Hold, Settle};
 pub use idempotency::{Begin, IdempotencyRecord};
 
@@ -74,6 +79,8 @@ pub const SHOWS: &str = "shows";
 pub const SEATS: &str = "seats";
 /// Seats in pending holds per show, keyed `{id}`.
 pub const HELD: &str = "held";
+/// Seats taken by hand (`hold-seats`) and not released yet, per show, keyed `{id}`.
+pub const HAND: &str = "hand_seats";
 /// Pending holds, keyed `{id}\0hold`.
 pub const HOLDS: &str = "holds";
 /// Holds that were confirmed, released or canceled, keyed `{id}\0hold`.
@@ -207,7 +214,15 @@ fn not_enough(n: i64, house: i64, taken: i64) -> Error {
     ))
 }
 
-/// How often a write that lost a race (or clamps at zero) is rebuilt before giving up.
+/// A seat counter would drop below the bookings it counts: never, for data this code
+/// wrote (see the module's invariants).
+fn seats_below_bookings(id: &str) -> Error {
+    Error::Corrupted(format!(
+        "the seat counter of show {id:?} is lower than its bookings"
+    ))
+}
+
+/// How often a write that lost a race is rebuilt before giving up.
 const RETRIES: usize = 32;
 
 impl Tickets {
@@ -282,11 +297,14 @@ impl Tickets {
     }
 
     /// The lesson's `hold-seats`: adds `n` to `reserved` directly, if that many are free.
+    /// They are counted as taken by hand, so only `release-seats` gives them back.
     pub fn hold_seats(&self, id: &str, n: i64) -> Result<Show> {
         check_count("count", n)?;
         let record = self.record(id)?;
         let mut batch = WriteBatch::new();
-        batch.incr_within(SEATS, show_key(id), n, 0..=record.house_size);
+        batch
+            .incr_within(SEATS, show_key(id), n, 0..=record.house_size)
+            .incr(HAND, show_key(id), n);
         match self.store.write(batch) {
             Err(Error::OutOfBounds { current, .. }) => {
                 Err(not_enough(n, record.house_size, current))
@@ -296,31 +314,27 @@ impl Tickets {
         self.show(id)
     }
 
-    /// The lesson's `release-seats`: takes `n` from `reserved`, never below 0 (and never
-    /// into the seats of pending holds).
+    /// The lesson's `release-seats`: takes up to `n` from `reserved`, never below 0. Only
+    /// seats taken by hand (`hold-seats`) are given back: a booked or held seat goes back
+    /// only through its cancel or release, else it could be sold twice.
     pub fn release_seats(&self, id: &str, n: i64) -> Result<Show> {
         check_count("count", n)?;
         let record = self.record(id)?;
         let key = show_key(id);
+        let mut delta = n;
         for _ in 0..RETRIES {
-            let held_bytes = self.store.get(HELD, &key)?;
-            let held = parse_count(held_bytes.clone())?;
-            let taken = parse_count(self.store.get(SEATS, &key)?)?;
-            let delta = n.min(taken - held).max(0);
             if delta == 0 {
                 return self.show(id);
             }
+            // `seats` counts every hand seat, so it stays >= 0 when `hand_seats` does.
             let mut batch = WriteBatch::new();
             batch
-                .expect(
-                    HELD,
-                    &key,
-                    held_bytes.map_or(Expect::Absent, Expect::Equals),
-                )
-                .incr_within(SEATS, &key, -delta, held..=record.house_size);
+                .incr_within(HAND, &key, -delta, 0..=record.house_size)
+                .incr(SEATS, &key, -delta);
             match self.store.write(batch) {
                 Ok(_) => return self.show(id),
-                Err(Error::Conflict(_) | Error::OutOfBounds { .. }) => continue,
+                // Fewer seats were taken by hand: give back those.
+                Err(Error::OutOfBounds { current, .. }) => delta = current.clamp(0, n),
                 Err(e) => return Err(e),
             }
         }
@@ -329,29 +343,16 @@ impl Tickets {
         )))
     }
 
-    /// Runs `build(batch, delta)` + a decrement of the show's seats by `delta`, starting with
-    /// `delta = n` and clamping at zero if the seats were moved by hand (`release-seats`).
-    /// `build` adds the rest of the batch (its preconditions make a lost race a Conflict).
-    fn write_giving_back(
-        &self,
-        id: &str,
-        house: i64,
-        n: i64,
-        build: impl Fn(&mut WriteBatch),
-    ) -> Result<()> {
-        let mut delta = n;
-        for _ in 0..RETRIES {
-            let mut batch = WriteBatch::new();
-            build(&mut batch);
-            batch.incr_within(SEATS, show_key(id), -delta, 0..=house);
-            match self.store.write(batch) {
-                Err(Error::OutOfBounds { current, .. }) => delta = current.clamp(0, n),
-                other => return other.map(drop),
-            }
+    /// Adds to `batch` the return of a booking's or hold's `n` seats to show `id`. Those
+    /// seats are counted in `seats` until this write, so the bound only fails on a store
+    /// whose counters are broken: that is [`Error::Corrupted`], never clamped (clamping
+    /// would hand out seats that are still booked).
+    fn give_back(&self, id: &str, house: i64, n: i64, mut batch: WriteBatch) -> Result<()> {
+        batch.incr_within(SEATS, show_key(id), -n, 0..=house);
+        match self.store.write(batch) {
+            Err(Error::OutOfBounds { .. }) => Err(seats_below_bookings(id)),
+            other => other.map(drop),
         }
-        Err(Error::Conflict(format!(
-            "show {id:?} kept changing under concurrent updates; try again"
-        )))
     }
 }
 

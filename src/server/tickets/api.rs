@@ -23,8 +23,12 @@
 //! **`Idempotency-Key`** on `POST /reserve`: the first request's answer is stored in the
 //! api's own store before it is sent, and a retry with the same key gets it again without
 //! booking; a retry while the first is in flight gets 409, and one after the first attempt's
-//! api died (its lease expired) takes over and recognises that attempt's reservation by its
-//! hold id.
+//! api died (its lease expired) takes over. The record keeps the hold id of every attempt;
+//! before holding anything, a takeover voids each earlier hold at the reservations service,
+//! which answers atomically either "void" (no reservation can ever use it: its seats are
+//! released) or the reservation that claimed it (this request's booking: it is confirmed
+//! and answered 201). If that cannot be decided (a service is down) the answer is 503 and
+//! the key stays claimed, so no answer is stored that the booking might contradict.
 //!
 //! `DELETE /cancel` `{"showID","name"}`: removes the reservation (which leaves a pending
 //! cancellation in the same batch there), gives its seats back (cancel H), then forgets the
@@ -43,7 +47,7 @@ use serde_json::{Value, json};
 use super::ServiceOptions;
 use super::client::{CALL_TIMEOUT, CallError, Http, Upstream};
 use super::fields::Fields;
-use super::services::{Canceled, HOLD_VOIDED, blocking, booked};
+use super::services::{Canceled, blocking, booked};
 use crate::error::{Error, Result};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -130,7 +134,12 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Res
     check_id("showID", &id)?;
     match api
         .http
-        .call_raw(&api.shows, Method::GET, &format!("/show/{id}"), None)
+        .call_raw(
+            &api.shows,
+            Method::GET,
+            &format!("/show/{}", segment(&id)),
+            None,
+        )
         .await
     {
         Ok((status, body)) if status.is_success() => Ok(relay(status, body)),
@@ -181,14 +190,14 @@ async fn book_to_the_end(
     hold: String,
     key: Option<String>,
 ) -> Result<Response, ApiError> {
-    let mut old_hold = None;
+    let mut old_holds = Vec::new();
     if let Some(key) = &key {
         let request = json!([id, name, n]).to_string();
         let lease = (api.ttl + 3 * CALL_TIMEOUT).as_millis() as i64;
         let (t, k, h) = (api.tickets.clone(), key.clone(), hold.clone());
         match blocking(move || t.begin_idempotent(&k, &request, &h, lease)).await? {
             Begin::Fresh => {}
-            Begin::TakeOver { old_hold: h } => old_hold = Some(h),
+            Begin::TakeOver { old_holds: h } => old_holds = h,
             Begin::Done(status, body) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 let mut answer = relay(status, body);
@@ -205,7 +214,10 @@ async fn book_to_the_end(
             }
         }
     }
-    let outcome = api.book(&id, &name, n, &hold, old_hold.as_deref()).await;
+    let outcome = match api.take_over(&id, &name, n, &old_holds).await {
+        Some(outcome) => outcome,
+        None => api.book(&id, &name, n, &hold).await,
+    };
     let Some(key) = key else {
         return match outcome {
             Outcome::Final(r) => Ok(r),
@@ -233,14 +245,49 @@ async fn book_to_the_end(
 }
 
 impl Api {
-    async fn book(
-        &self,
-        id: &str,
-        name: &str,
-        n: i64,
-        hold: &str,
-        old_hold: Option<&str>,
-    ) -> Outcome {
+    /// A retry taking over from dead attempts: decides each of their holds at the
+    /// reservations service before anything is booked. `None`: every one is void (their
+    /// seats released), so book afresh. Otherwise the final answer (the booking one of them
+    /// made) or 503 in doubt.
+    async fn take_over(&self, id: &str, name: &str, n: i64, old: &[String]) -> Option<Outcome> {
+        let mut booked_under = None;
+        for h in old {
+            let body = json!({ "showID": id, "holdID": h });
+            let call = self
+                .http
+                .call(&self.reservations, Method::PUT, "/holds/void", Some(&body))
+                .await;
+            let claim = match call {
+                Ok((status, claim)) if status.is_success() => claim,
+                Ok((status, _)) => {
+                    tracing::warn!(hold = h.as_str(), %status, "could not void an earlier attempt's hold");
+                    return Some(Outcome::InDoubt(ApiError::unavailable(
+                        "the reservations service could not settle an earlier attempt of this \
+                         request; try again later",
+                    )));
+                }
+                Err(e) => return Some(Outcome::InDoubt(down(&self.reservations, &e))),
+            };
+            if claim["claim"] == "void" {
+                // Never usable now; a hold that was never taken is a logged 404.
+                self.settle(id, h, "release").await;
+            } else if claim["claim"] == "reserved" && claim["name"] == name {
+                booked_under = Some(h);
+            } else {
+                tracing::warn!(hold = h.as_str(), %claim, "unexpected claim of an earlier hold");
+                return Some(Outcome::InDoubt(ApiError::unavailable(
+                    "an earlier attempt of this request could not be settled; try again later",
+                )));
+            }
+        }
+        let h = booked_under?;
+        // Its reservation exists: the booking is made; confirming is redone by the
+        // reconciler if it fails here.
+        self.settle(id, h, "confirm").await;
+        Some(Outcome::Final(booked(id, name, n)))
+    }
+
+    async fn book(&self, id: &str, name: &str, n: i64, hold: &str) -> Outcome {
         let ttl_ms = self.ttl.as_millis() as i64;
         let held = self
             .http
@@ -275,27 +322,12 @@ impl Api {
             .await;
         match reserved {
             Ok((StatusCode::CREATED, _)) => {}
-            Ok((StatusCode::CONFLICT, body)) if old_hold.is_some() => {
-                // A retry taking over from a dead attempt: that attempt's reservation, if it
-                // is this one, is this request's booking.
-                if let Some(r) = self.own_reservation(id, name, old_hold).await {
-                    self.settle(id, hold, "release").await;
-                    self.settle(id, old_hold.unwrap_or_default(), "confirm")
-                        .await;
-                    return Outcome::Final(booked(id, name, r));
-                }
-                self.settle(id, hold, "release").await;
-                return Outcome::Final(
-                    refused(&self.reservations, StatusCode::CONFLICT, &body).into_response(),
-                );
-            }
             Ok((StatusCode::GONE, body)) => {
                 self.settle(id, hold, "release").await;
                 let why = body["error"].as_str().unwrap_or_default();
                 tracing::warn!(hold, why, "booking outlived its hold");
                 return Outcome::NothingBooked(ApiError::unavailable(format!(
-                    "the booking took longer than the seats could be held; try again ({})",
-                    why.trim_start_matches(HOLD_VOIDED)
+                    "the booking took longer than the seats could be held; try again ({why})"
                 )));
             }
             Ok((status, body)) if status.is_client_error() => {
@@ -317,23 +349,6 @@ impl Api {
         // bookkeeping the reconciler redoes if it fails here.
         self.settle(id, hold, "confirm").await;
         Outcome::Final(booked(id, name, n))
-    }
-
-    /// The guests of `name`'s reservation if it was made under `hold`.
-    async fn own_reservation(&self, id: &str, name: &str, hold: Option<&str>) -> Option<i64> {
-        let path = format!("/reservations/{id}");
-        let (status, list) = self
-            .http
-            .call(&self.reservations, Method::GET, &path, None)
-            .await
-            .ok()?;
-        if !status.is_success() {
-            return None;
-        }
-        list.as_array()?
-            .iter()
-            .find(|r| r["name"] == name && r["holdID"].as_str() == hold)
-            .and_then(|r| r["guests"].as_i64())
     }
 
     /// Confirms, releases or cancels a hold; a failure is logged and left to the reconciler.
@@ -382,13 +397,15 @@ impl Api {
                 .http
                 .call(&self.reservations, Method::PUT, "/holds/void", Some(&body))
                 .await?;
-            if !status.is_success() {
-                continue;
-            }
-            let action = if claim["claim"] == "void" {
-                "release"
-            } else {
-                "confirm"
+            // Only a readable decision settles a hold: anything else leaves it held (never
+            // oversold) for the next pass.
+            let action = match claim["claim"].as_str() {
+                Some("void") if status.is_success() => "release",
+                Some("reserved") if status.is_success() => "confirm",
+                _ => {
+                    tracing::warn!(show = id, hold = h, %status, %claim, "no claim for an expired hold");
+                    continue;
+                }
             };
             if self.settle(id, h, action).await {
                 tracing::info!(show = id, hold = h, action, "settled an expired hold");
@@ -476,6 +493,13 @@ async fn cancel_to_the_end(api: Arc<Api>, id: String, name: String) -> Result<Re
         hold_id: None,
     })
     .into_response())
+}
+
+/// `id` as one path segment of a call to another service: the id was decoded from our own
+/// path, so a space, `?`, `/` or `%` in it must be encoded again, or the call would ask for
+/// another path (or none).
+fn segment(id: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
 }
 
 fn parse(bytes: &[u8]) -> Value {

@@ -129,7 +129,7 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
                 .as_i64()
-                .filter(|n| (1..=86_400_000).contains(n))
+                .filter(|n| (1..=super::MAX_HOLD_TTL.as_millis() as i64).contains(n))
                 .map(Some)
                 .ok_or_else(|| {
                     ApiError::bad_request(format!(

@@ -93,6 +93,9 @@ impl FromStr for Service {
     }
 }
 
+/// The longest hold the shows service accepts, and so the longest `--hold-ttl`.
+pub const MAX_HOLD_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// What a worker serves, and where the api finds the other services.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceOptions {
@@ -141,9 +144,11 @@ impl ServiceOptions {
             client::Upstream::new("service", url)
                 .map_err(|e| Error::InvalidInput(format!("{what}: {e}")))?;
         }
-        if self.hold_ttl < Duration::from_millis(100) {
+        // The shows service takes a hold's TTL up to a day (`ttlMs`): a longer one would
+        // make every booking a 400.
+        if self.hold_ttl < Duration::from_millis(100) || self.hold_ttl > MAX_HOLD_TTL {
             return Err(Error::InvalidInput(
-                "--hold-ttl must be at least 100ms".into(),
+                "--hold-ttl must be from 100ms to 24h".into(),
             ));
         }
         Ok(())

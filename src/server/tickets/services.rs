@@ -12,12 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::fields::Fields;
-use crate::error::Error;
 use crate::registry::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::routes::{Path, Query};
-use crate::tickets::{Reservation, Settle, Show, Tickets, check_id};
+use crate::tickets::{Recorded, Reservation, Settle, Show, Tickets, check_id};
 
 /// The answer to a booking, fields in the lesson's order.
 #[derive(Serialize)]
@@ -48,24 +47,15 @@ struct Overview {
     reservations: BTreeMap<String, Vec<Reservation>>,
 }
 
-/// The message prefix by which the reservations service says a hold was voided (410).
-pub(super) const HOLD_VOIDED: &str = "hold voided: ";
-
 /// Runs storage work on tokio's blocking pool.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    blocking_raw(f).await?.map_err(ApiError::from)
-}
-
-/// Like [`blocking`], leaving the storage outcome to the caller.
-async fn blocking_raw<T: Send + 'static>(
-    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
-) -> Result<crate::Result<T>, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    let outcome = tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(error = %e, "storage task failed");
         ApiError::unavailable("the request could not be completed")
-    })
+    })?;
+    outcome.map_err(ApiError::from)
 }
 
 fn tickets_of(state: &AppState) -> Tickets {
@@ -279,16 +269,11 @@ async fn record(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiE
     let (id, name, n) = (body.id("showID")?, body.name("name")?, body.count("count")?);
     let hold_id = body.optional_id("holdID")?;
     let shown = id.clone();
-    let r = match blocking_raw(move || t.record_reservation(&id, &name, n, hold_id.as_deref()))
-        .await?
-    {
+    match blocking(move || t.record_reservation(&id, &name, n, hold_id.as_deref())).await? {
+        Recorded::Reserved(r) => Ok(booked(&shown, &r.name, r.guests)),
         // A voided hold is gone, not a clash of names: say so with its own status.
-        Err(Error::Conflict(m)) if m.starts_with("hold ") => {
-            return Err(ApiError::new(StatusCode::GONE, format!("{HOLD_VOIDED}{m}")));
-        }
-        other => other?,
-    };
-    Ok(booked(&shown, &r.name, r.guests))
+        Recorded::HoldVoided(why) => Err(ApiError::new(StatusCode::GONE, why)),
+    }
 }
 
 async fn remove(State(t): State<Tickets>, body: Fields) -> Result<Response, ApiError> {
