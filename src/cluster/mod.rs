@@ -192,6 +192,7 @@ pub fn serve(mut options: ClusterOptions) -> Result<()> {
     })
     .collect::<Result<Vec<_>>>()?;
     let _claim = SupervisorLock::acquire(&data)?;
+    status::remove_stale_status_files(&data);
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;

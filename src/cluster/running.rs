@@ -37,6 +37,7 @@ pub struct Entry {
     /// The cluster's name (`serve --name`).
     pub name: String,
     /// Its data directory, absolute.
+    #[serde(with = "super::status::any_path")]
     pub data: PathBuf,
     /// The supervisor's pid.
     pub supervisor_pid: u32,
@@ -157,7 +158,8 @@ pub fn register(mut entry: Entry, exact: bool) -> Result<(Registration, Entry)> 
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         file.try_lock()
             .map_err(|e| Error::io(format!("locking {}", tmp.display()), e.into()))?;
-        let json = serde_json::to_vec_pretty(&entry).expect("entry serializes");
+        let json = serde_json::to_vec_pretty(&entry)
+            .map_err(|e| Error::InvalidInput(format!("the cluster's entry: {e}")))?;
         file.write_all(&json)
             .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         // Only a stale entry may be replaced; a live one keeps its name.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::running;
 use crate::error::{Error, Result};
 use crate::server::{Peers, WorkerSnapshot};
-use crate::store::{try_lock_file, write_atomically};
+use crate::store::try_lock_file;
 
 /// The status file's name inside the data directory.
 pub const STATUS_FILE: &str = "CLUSTER";
@@ -34,10 +34,12 @@ pub struct ClusterStatus {
     /// The address served, `host:port`.
     pub address: String,
     /// The data directory.
+    #[serde(with = "any_path")]
     pub data: PathBuf,
     /// The routing scheme.
     pub scheme: String,
     /// The binary workers run.
+    #[serde(with = "any_path")]
     pub binary: PathBuf,
     /// Supervisor start, Unix ms.
     pub started_unix_ms: u64,
@@ -84,10 +86,70 @@ pub fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Replaces `dir/CLUSTER`: readers see the old or the new file, never a torn one.
+/// Prefix of the temporary files [`write_status`] renames into place.
+const STATUS_TMP_PREFIX: &str = ".CLUSTER.tmp-";
+
+/// Replaces `dir/CLUSTER`: readers see the old or the new file, never a torn one. Not
+/// fsync'd: the file describes live processes and means nothing after a crash (a new
+/// supervisor replaces it before anything reads it).
 pub fn write_status(dir: &Path, status: &ClusterStatus) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(status).expect("status serializes");
-    write_atomically(dir, STATUS_FILE, &bytes)
+    let bytes = serde_json::to_vec_pretty(status)
+        .map_err(|e| Error::InvalidInput(format!("the cluster status: {e}")))?;
+    let tmp = dir.join(format!("{STATUS_TMP_PREFIX}{}", std::process::id()));
+    let target = dir.join(STATUS_FILE);
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("writing {}", target.display()), e)
+        })
+}
+
+/// Removes the temporary status files that supervisors killed mid-write left behind. Called
+/// by the one supervisor of `dir`, before its first status write.
+pub fn remove_stale_status_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(STATUS_TMP_PREFIX))
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Paths in the status and registry files: as text when they are UTF-8, else as their
+/// bytes, so that any data directory round-trips (Unix paths need not be UTF-8).
+pub(crate) mod any_path {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_seq(path.as_os_str().as_bytes()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Text(text) => PathBuf::from(text),
+            Repr::Bytes(bytes) => PathBuf::from(OsString::from_vec(bytes)),
+        })
+    }
 }
 
 /// Reads `dir/CLUSTER`, if present and parseable.
