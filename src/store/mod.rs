@@ -129,17 +129,26 @@ impl StoreBuilder {
             }
             Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
         }
-        let started = Instant::now();
+        // Since when this opener has waited for an exclusive holder, and whether MANIFEST
+        // existed then. IMPORTANT: the patience runs from the start of the current kind of
+        // wait, so a long creation (this opener's own, or a slow creator's) never counts
+        // against the short wait for a creator that has just published MANIFEST.
+        let mut waiting: Option<(bool, Instant)> = None;
         loop {
             let Some(lock) = StoreLock::try_shared(dir)? else {
                 // An exclusive holder: a creator (no MANIFEST yet, or one that just found it
                 // and is about to let go) or maintenance, which holds it for long.
-                let patience = if Manifest::read(dir)?.is_some() {
+                let exists = Manifest::read(dir)?.is_some();
+                let since = match waiting {
+                    Some((existed, since)) if existed == exists => since,
+                    _ => waiting.insert((exists, Instant::now())).1,
+                };
+                let patience = if exists {
                     MAINTENANCE_WAIT
                 } else {
                     CREATION_WAIT
                 };
-                if started.elapsed() > patience {
+                if since.elapsed() > patience {
                     return Err(Error::Locked(format!(
                         "{} is under maintenance (LOCK is held exclusively)",
                         dir.display()
@@ -148,6 +157,7 @@ impl StoreBuilder {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             };
+            waiting = None;
             if let Some(manifest) = Manifest::read(dir)? {
                 return self.open_existing(dir, manifest, lock);
             }
