@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster;
+use common::http::{connect, read_until_closed};
 
 /// One response read off a raw connection.
 #[derive(Debug)]
@@ -52,33 +53,10 @@ impl Answer {
     }
 }
 
-fn connect(addr: &str) -> TcpStream {
-    let stream = TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
-
 /// Reads until the server closes the connection (panics after `within`), then splits what
 /// came into responses.
 fn read_all(stream: &mut TcpStream, within: Duration) -> Vec<Answer> {
-    let deadline = Instant::now() + within;
-    let mut all = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the server kept the connection open"
-        );
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    parse_answers(&all)
+    parse_answers(&read_until_closed(stream, within))
 }
 
 /// Reads exactly one response (by its Content-Length) and leaves the connection open.

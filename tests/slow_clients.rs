@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::cluster;
-use common::http::raw;
+use common::http::{connect, raw, read_until_closed};
 
 fn server() -> (tempfile::TempDir, cluster::Cluster) {
     let dir = tempfile::tempdir().unwrap();
@@ -19,33 +18,6 @@ fn server() -> (tempfile::TempDir, cluster::Cluster) {
         &["--workers", "1", "--header-timeout", "1s"],
     );
     (dir, server)
-}
-
-fn connect(addr: &str) -> TcpStream {
-    let stream = TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
-
-/// Reads until the server closes the connection; panics if it stays open for `within`.
-fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + within;
-    let mut all = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the server kept the connection open"
-        );
-        match stream.read(&mut buf) {
-            Ok(0) => return all,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 #[test]
