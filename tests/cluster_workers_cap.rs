@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cluster;
@@ -42,19 +42,7 @@ fn absurd_worker_counts_are_capped_with_a_message() {
 fn a_stop_sent_while_the_cluster_starts_is_obeyed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("shards");
-    let mut child = Command::new(cluster::BIN)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--workers",
-            "100000",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .stdin(Stdio::null())
+    let mut child = cluster::serve_command(&data, &["--workers", "100000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -16,10 +16,10 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cluster::{self, BIN};
+use common::cluster;
 use common::http::{Client, ResponseExt};
 use shardkv::{Error, Store};
 
@@ -124,19 +124,7 @@ fn library_on(dir: &Path, file: &str, check_ok: bool) {
 
 /// `shardkv serve` on a damaged copy, with one worker.
 fn serve_on(dir: &Path, file: &str, page: usize) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-        ])
-        .arg("--data")
-        .arg(dir)
-        .stdin(Stdio::null())
+    let mut child = cluster::serve_command(dir, &["--workers", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

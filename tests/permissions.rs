@@ -70,21 +70,9 @@ fn a_file_the_user_may_not_open_is_a_permission_problem_not_corruption() {
     );
     assert!(!stdout.contains("CORRUPTED"), "{stdout}");
 
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-        ])
-        .arg("--data")
-        .arg(&data)
+    let out = common::cluster::serve_command(&data, &["--workers", "1"])
         .uid(NOBODY)
         .gid(NOBODY)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

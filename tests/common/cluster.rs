@@ -52,16 +52,28 @@ fn serve_binary(
     env: &[(&str, &str)],
     stdout: Stdio,
 ) -> Child {
-    Command::new(bin)
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
-        .arg(data)
-        .args(args)
+    serve_command_of(bin, data, args)
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn shardkv serve")
+}
+
+/// `shardkv serve --host 127.0.0.1 --port 0 --data DATA ARGS…` with stdin closed: the command
+/// every test that starts a server builds on (set its output and spawn it).
+pub fn serve_command(data: &Path, args: &[&str]) -> Command {
+    serve_command_of(Path::new(BIN), data, args)
+}
+
+fn serve_command_of(bin: &Path, data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data"])
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null());
+    command
 }
 
 pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Cluster {
