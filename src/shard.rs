@@ -38,7 +38,7 @@
 
 mod apply;
 mod db;
-mod fault;
+mod file;
 
 pub(crate) use apply::parse_counter;
 pub use db::{DAMAGED_SUFFIX, IDENTITY_TABLE, Identity};
@@ -46,7 +46,7 @@ pub(crate) use db::{
     OpenMode, check_identity, clear_damage_mark, contain, damage_mark, open_db, read_identity,
     repair_hint,
 };
-pub use fault::Faults;
+pub use file::Faults;
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;

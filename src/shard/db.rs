@@ -201,7 +201,7 @@ pub(crate) fn open_db(
     path: &Path,
     cache_bytes: usize,
     mode: OpenMode,
-    faults: Option<&std::sync::Arc<super::fault::Faults>>,
+    faults: Option<&std::sync::Arc<super::file::Faults>>,
 ) -> Result<Db> {
     let mut builder = Database::builder();
     builder
@@ -211,13 +211,12 @@ pub(crate) fn open_db(
         builder.set_repair_callback(|session| session.abort());
     }
     let opened = contain(path, "opening", || {
-        if let Some(faults) = faults {
-            return Ok(super::fault::open(&builder, path, faults.clone()));
-        }
-        Ok(match mode {
-            OpenMode::Create => builder.create(path),
-            OpenMode::Open | OpenMode::OpenNoRecovery => builder.open(path),
-        })
+        Ok(super::file::open(
+            &builder,
+            path,
+            mode == OpenMode::Create,
+            faults.cloned(),
+        ))
     })?;
     let db = opened.map_err(|e| open_error(path, e))?;
     Ok(Db {
