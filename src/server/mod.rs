@@ -32,6 +32,7 @@ pub mod tickets;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -209,7 +210,6 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .nest("/tickets", tickets::monolith(&state))
         .route("/dashboard", get(dashboard::page))
-        .route_layer(middleware::from_fn(tag_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -217,23 +217,13 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The route pattern that matched, carried on the response to [`observe`].
-#[derive(Clone)]
-struct RouteTag(MatchedPath);
-
-async fn tag_route(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    if let Some(matched) = matched {
-        response.extensions_mut().insert(RouteTag(matched));
-    }
-    response
-}
-
 /// Outermost middleware: body read, request timeout, metrics, `x-worker-pid`, and
 /// `Connection: close` while draining.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    // Router::layer wraps each route, so the router has set the pattern that matched.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let _in_flight = InFlight::enter(state.metrics().in_flight());
     let mut unread_body = false;
     let mut response = match read_body(request, state.inner.body_timeout).await {
@@ -245,7 +235,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         }
         Ok(request) => {
             let timeout = state.inner.request_timeout;
-            match tokio::time::timeout(timeout, next.run(request)).await {
+            match within(timeout, next.run(request)).await {
                 Ok(response) => response,
                 Err(_) => ApiError::unavailable(format!(
                     "the request took longer than the {} s request timeout",
@@ -255,10 +245,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             }
         }
     };
-    let route = response
-        .extensions()
-        .get::<RouteTag>()
-        .map_or("unmatched", |t| t.0.as_str());
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
     state.metrics().record(
         method.as_str(),
         route,
@@ -273,6 +260,20 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// `future`'s output, or `Err` if it takes longer than `limit`. The timer is armed only if
+/// the first poll finds it pending: most requests (health checks, reads from the page cache)
+/// finish in that poll, and a timer costs a lock and a wheel entry each time.
+async fn within<F: Future>(
+    limit: Duration,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut future = std::pin::pin!(future);
+    match std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout(limit, future).await,
+    }
 }
 
 /// Counts a request in flight until dropped, even if the client gives up mid-request.
@@ -408,8 +409,9 @@ pub async fn run_router(
         .max_buf_size(MAX_BODY_BYTES.max(8192) * 2)
         // conn::Conn refuses heads over MAX_HEAD_BYTES or framing::MAX_HEADERS with a JSON
         // answer; hyper's own (bare) refusals must never fire first.
+        // hyper's own header count limit is its default (framing::MAX_HEADERS): setting one
+        // makes it allocate that many slots on the heap for every request.
         .max_header_size(MAX_HEAD_BYTES * 2)
-        .max_headers(framing::MAX_HEADERS * 2)
         // After a refused head, hyper reads end of file and must still answer the requests
         // before it (see conn).
         .half_close(true);

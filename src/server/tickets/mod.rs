@@ -176,7 +176,6 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .route("/metrics", get(routes::prometheus))
         .route("/healthz", get(routes::healthz))
         .route("/dashboard", get(super::dashboard::page))
-        .route_layer(middleware::from_fn(super::tag_route))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
