@@ -53,10 +53,26 @@ cpu_ticks() {
   echo "$total"
 }
 
+# The workers' pids, once /stats lists all $1 of them.
 worker_pids() {
+  local pids
+  for _ in $(seq 100); do
+    pids=$(curl -s "http://127.0.0.1:$PORT/stats" | python3 -c '
+import json, sys
+print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
+    [ "$(wc -w <<< "$pids")" -ge "$1" ] && { echo "$pids"; return 0; }
+    sleep 0.1
+  done
+  echo "fewer than $1 workers in /stats" >&2
+  return 1
+}
+
+# Requests each worker has answered so far, in pid order, space-separated.
+worker_requests() {
   curl -s "http://127.0.0.1:$PORT/stats" | python3 -c '
 import json, sys
-print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))'
+ws = sorted(json.load(sys.stdin)["workers"], key=lambda w: w["pid"])
+print(" ".join(str(w.get("requests", 0)) for w in ws))'
 }
 
 mean_group() {
@@ -80,8 +96,8 @@ run_wrk() {
   awk '/Requests\/sec/ {rps=$2} / requests in / {n=$1} END {print rps, n}' "$WORK/wrk.txt"
 }
 
-echo "| system | requests/s | vs Redis | CPU µs/request | mean group | counter check |"
-echo "|---|--:|--:|--:|--:|---|"
+echo "| system | requests/s | vs Redis | CPU µs/request | mean group | split over workers | counter check |"
+echo "|---|--:|--:|--:|--:|--:|---|"
 
 # Redis, AOF fsync on every write.
 redis-server --port $PORT --dir "$WORK" --appendonly yes --appendfsync always --save '' \
@@ -94,7 +110,7 @@ REDIS=$(redis-benchmark -p $PORT -c "$C" -P 1 -n "$N_REDIS" -t incr --csv 2>/dev
 REDIS_COUNT=$(redis-cli -p $PORT get counter:__rand_int__)
 redis-cli -p $PORT shutdown nosave > /dev/null 2>&1 || true
 wait "${PIDS[-1]}" 2>/dev/null || true
-echo "| Redis $(redis-server --version | awk '{print $3}' | tr -d v=), AOF \`appendfsync always\`, \`INCR\` | ${REDIS%.*} | 1.00x | | | $REDIS_COUNT increments of $N_REDIS |"
+echo "| Redis $(redis-server --version | awk '{print $3}' | tr -d v=), AOF \`appendfsync always\`, \`INCR\` | ${REDIS%.*} | 1.00x | | | | $REDIS_COUNT increments of $N_REDIS |"
 
 shardkv_row() {
   local bin=$1 workers=$2 path=$3 label=$4
@@ -106,14 +122,18 @@ shardkv_row() {
   wait_http "http://127.0.0.1:$PORT/healthz"
   sleep 0.5
   local pids before after got rps n count
-  pids=$(worker_pids)
+  pids=$(worker_pids "$workers")
   # Warm up (connections, page cache), then measure.
   wrk -t2 -c"$C" -d1s "http://127.0.0.1:$PORT$path" > /dev/null
-  local base
+  local base served_before served_after
   base=$(curl -s "http://127.0.0.1:$PORT/count")
+  sleep 1.1 # workers publish their request counts every second
+  served_before=$(worker_requests)
   before=$(cpu_ticks $pids)
   got=$(run_wrk "http://127.0.0.1:$PORT$path")
   after=$(cpu_ticks $pids)
+  sleep 1.1
+  served_after=$(worker_requests)
   read -r rps n <<< "$got"
   count=$(curl -s "http://127.0.0.1:$PORT/count")
   local check=""
@@ -129,7 +149,16 @@ shardkv_row() {
   cpu_us=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
   local group="-"
   [ "$path" = "/" ] && group=$(mean_group)
-  echo "| $label | ${rps%.*} | $(awk -v a="$rps" -v b="$REDIS" 'BEGIN {printf "%.2fx", a / b}') | $cpu_us | $group | $check |"
+  # Which share of the requests each worker answered: the workers accept from one socket,
+  # so a burst of connections may all land on one of them.
+  local split
+  split=$(python3 -c '
+import sys
+b, a = [list(map(int, x.split())) for x in sys.argv[1:3]]
+d = [y - x for x, y in zip(b, a)]
+t = sum(d) or 1
+print(" / ".join(f"{100 * x / t:.0f}%" for x in d))' "$served_before" "$served_after")
+  echo "| $label | ${rps%.*} | $(awk -v a="$rps" -v b="$REDIS" 'BEGIN {printf "%.2fx", a / b}') | $cpu_us | $group | $split | $check |"
   kill -TERM "$server"
   wait "$server" 2>/dev/null || true
 }
@@ -150,6 +179,6 @@ wait_http "http://127.0.0.1:$PORT/"
 wrk -t2 -c"$C" -d1s "http://127.0.0.1:$PORT/" > /dev/null
 got=$(run_wrk "http://127.0.0.1:$PORT/")
 read -r rps n <<< "$got"
-echo "| plain axum 0.8 hello-world (\`benches/hello_axum.rs\`), one process | ${rps%.*} | $(awk -v a="$rps" -v b="$REDIS" 'BEGIN {printf "%.2fx", a / b}') | | | |"
+echo "| plain axum 0.8 hello-world (\`benches/hello_axum.rs\`), one process | ${rps%.*} | $(awk -v a="$rps" -v b="$REDIS" 'BEGIN {printf "%.2fx", a / b}') | | | | |"
 echo
 echo "$(nproc) CPUs; wrk -t2 -c$C -d${D}s; redis-benchmark -c $C -P 1 -n $N_REDIS -t incr; $(date -u +%Y-%m-%d)"
