@@ -207,6 +207,8 @@ pub(crate) struct Shard {
     core: Arc<Core>,
     /// Started by the first async write; stopped and joined on drop, before the file closes.
     committer: OnceLock<std::thread::JoinHandle<()>>,
+    /// Held while the committer thread is being started, so that only one starts.
+    starting: Mutex<()>,
 }
 
 /// How a shard opens its file and checks what it writes.
@@ -241,6 +243,9 @@ pub(crate) struct Core {
     /// Makes the next commit panic inside the transaction, as redb does on a damaged page.
     #[cfg(test)]
     panic_in_commit: std::sync::atomic::AtomicBool,
+    /// Makes the next start of the committer thread fail, as the OS refuses a thread.
+    #[cfg(test)]
+    refuse_committer_thread: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for Shard {
@@ -310,8 +315,11 @@ impl Shard {
                 panic_next_leader: Default::default(),
                 #[cfg(test)]
                 panic_in_commit: Default::default(),
+                #[cfg(test)]
+                refuse_committer_thread: Default::default(),
             }),
             committer: OnceLock::new(),
+            starting: Mutex::new(()),
         })
     }
 
@@ -322,14 +330,8 @@ impl Shard {
     /// Dropping the future does not withdraw the write; its outcome is then unknown. The ops
     /// must have been validated (limits, names) by the caller.
     pub async fn write_async(&self, ops: Vec<Op>, bytes: usize) -> Result<Written> {
+        self.start_committer()?;
         let (reply, outcome) = oneshot::channel();
-        self.committer.get_or_init(|| {
-            let core = self.core.clone();
-            std::thread::Builder::new()
-                .name(format!("shardkv-commit-{}", self.id))
-                .spawn(move || core.commit_loop())
-                .expect("spawning a committer thread")
-        });
         {
             let mut q = self.queue.lock();
             q.waiting.push_back(Waiter {
@@ -343,6 +345,31 @@ impl Shard {
             }
         }
         outcome.await.unwrap_or_else(|_| Err(committer_lost()))
+    }
+
+    /// Starts the committer thread unless it runs. A thread the OS refuses (out of threads or
+    /// memory) is an `Io` error for this write, and the next write tries again.
+    fn start_committer(&self) -> Result<()> {
+        if self.committer.get().is_some() {
+            return Ok(());
+        }
+        let _starting = self.starting.lock();
+        if self.committer.get().is_none() {
+            #[cfg(test)]
+            if self.refuse_committer_thread.swap(false, Ordering::Relaxed) {
+                return Err(Error::io(
+                    "starting the shard's committer thread",
+                    std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+                ));
+            }
+            let core = self.core.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shardkv-commit-{}", self.id))
+                .spawn(move || core.commit_loop())
+                .map_err(|e| Error::io("starting the shard's committer thread", e))?;
+            let _ = self.committer.set(thread);
+        }
+        Ok(())
     }
 }
 
@@ -822,6 +849,27 @@ mod tests {
             400
         );
         assert_eq!(stats.queued, 0);
+    }
+
+    /// A committer thread the OS refuses fails that write with `Io`, queues nothing, and the
+    /// next write starts the thread and lands.
+    #[test]
+    fn a_refused_committer_thread_fails_the_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        shard.refuse_committer_thread.store(true, Ordering::Relaxed);
+        let rt = runtime();
+        let (ops, bytes) = put("first");
+        match rt.block_on(shard.write_async(ops, bytes)) {
+            Err(Error::Io { .. }) => {}
+            other => panic!("expected an Io error, got {other:?}"),
+        }
+        assert_eq!(shard.stats().queued, 0);
+        assert_eq!(shard.get("c", b"first").unwrap(), None);
+        let (ops, bytes) = put("second");
+        rt.block_on(shard.write_async(ops, bytes)).unwrap();
+        assert!(shard.get("c", b"second").unwrap().is_some());
+        assert_eq!(shard.stats().writes, 1);
     }
 
     /// Polls futures concurrently on one task, as a server's many tasks would.
