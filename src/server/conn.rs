@@ -248,8 +248,10 @@ impl AsyncRead for Conn {
                 // End of file: after a refusal, hyper answers what it has and shuts down.
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
+            // Uninitialized: zeroing 8 KiB on every read (most find a 40-byte request, or
+            // nothing) showed up in profiles. The socket only ever writes into it.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+            let mut read = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
             if read.filled().is_empty() {
                 this.eof = true;
