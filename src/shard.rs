@@ -11,9 +11,12 @@
 //! scheme is LevelDB's: callers join a queue; the one that finds no leader becomes the leader,
 //! takes redb's writer lock, then takes everything queued (bounded by [`MAX_GROUP_WRITES`]
 //! and [`MAX_GROUP_BYTES`]), commits it as one transaction, answers every caller, and hands
-//! leadership to the first caller still waiting. There is no timer: a group is whatever
-//! queued while the previous commit ran and while other processes held the writer lock, so
-//! groups grow with load and contention by themselves, and a lone writer commits at once.
+//! leadership to the first caller still waiting. A group is whatever queued while the
+//! previous commit ran and while other processes held the writer lock, so groups grow with
+//! load and contention by themselves, and a lone writer commits at once. The one exception
+//! is the committer thread (async writers): when fewer than half of the last group are
+//! queued, it waits up to half a commit for the rest to come back (`Core::fill_group`), so
+//! that writers whose answers are in flight do not split into small groups taking turns.
 //!
 //! ```text
 //!   caller A ──┐  queue: [A]        A leads: lock ─ take [A] ─ apply ─ commit ─ answer A
@@ -69,6 +72,9 @@ pub const MAX_GROUP_WRITES: usize = 4096;
 /// alone).
 pub const MAX_GROUP_BYTES: usize = 16 << 20;
 
+/// The longest the committer waits for a group to fill (see `Core::fill_group`).
+const MAX_FILL_WAIT: Duration = Duration::from_micros(250);
+
 /// How a shard turns concurrent writes into transactions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CommitMode {
@@ -98,6 +104,10 @@ struct Counters {
     max_group: AtomicU64,
     /// Size of the group being committed now (0 when none).
     committing: AtomicU64,
+    /// Size of the last group committed, and how long its commit took: what
+    /// [`Core::fill_group`] expects back, and how long it may wait for it.
+    last_group: AtomicU64,
+    last_commit_ns: AtomicU64,
 }
 
 /// A snapshot of one shard's counters in this process.
@@ -199,6 +209,17 @@ struct Queue {
     committer_leads: bool,
     /// The shard is being dropped: the committer exits once nothing is left for it.
     closing: bool,
+    /// The committer is waiting for this many queued writes before it commits (0: not
+    /// waiting); see [`Core::fill_group`]. A caller that brings the queue to it wakes it.
+    filling: usize,
+}
+
+impl Queue {
+    /// Pushes a write; whether the committer waits for exactly this one to fill its group.
+    fn push(&mut self, waiter: Waiter) -> bool {
+        self.waiting.push_back(waiter);
+        self.filling > 0 && self.waiting.len() == self.filling
+    }
 }
 
 /// One shard file and its committer. Shared by all threads of a process through `Store`; the
@@ -246,6 +267,9 @@ pub(crate) struct Core {
     /// Makes the next start of the committer thread fail, as the OS refuses a thread.
     #[cfg(test)]
     refuse_committer_thread: std::sync::atomic::AtomicBool,
+    /// Replaces the limit on `fill_group`'s wait, so that tests need not race it.
+    #[cfg(test)]
+    fill_wait: Mutex<Option<Duration>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -317,6 +341,8 @@ impl Shard {
                 panic_in_commit: Default::default(),
                 #[cfg(test)]
                 refuse_committer_thread: Default::default(),
+                #[cfg(test)]
+                fill_wait: Mutex::new(None),
             }),
             committer: OnceLock::new(),
             starting: Mutex::new(()),
@@ -334,13 +360,15 @@ impl Shard {
         let (reply, outcome) = oneshot::channel();
         {
             let mut q = self.queue.lock();
-            q.waiting.push_back(Waiter {
+            let filled = q.push(Waiter {
                 ops,
                 bytes,
                 reply: Reply::Task(reply),
             });
             if !std::mem::replace(&mut q.leading, true) {
                 q.committer_leads = true;
+                self.wake.notify_one();
+            } else if filled {
                 self.wake.notify_one();
             }
         }
@@ -495,11 +523,13 @@ impl Core {
         let (reply, wake) = mpsc::sync_channel(1);
         let lead = {
             let mut q = self.queue.lock();
-            q.waiting.push_back(Waiter {
+            if q.push(Waiter {
                 ops,
                 bytes,
                 reply: Reply::Thread(reply),
-            });
+            }) {
+                self.wake.notify_one();
+            }
             !std::mem::replace(&mut q.leading, true)
         };
         if !lead {
@@ -530,9 +560,46 @@ impl Core {
                     self.wake.wait(&mut q);
                 }
                 q.committer_leads = false;
+                self.fill_group(&mut q);
             }
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.lead()));
         }
+    }
+
+    /// Before the committer leads: if fewer than half as many writes are queued as the last
+    /// group held, waits until as many are (or the shard closes), for at most half the last
+    /// commit's time and never more than [`MAX_FILL_WAIT`].
+    ///
+    /// The writers a commit answered tend to come back at once (an HTTP client's next
+    /// request), but their answers take a moment to travel, while the few writes that
+    /// arrived during the commit are already queued. Committing those alone splits the
+    /// writers into small groups, each paying a whole commit. That is what two worker
+    /// processes on one counter did: each took the writer lock as soon as a straggler
+    /// queued, and groups fell to 7-11 per commit where one worker formed 15. Steady load
+    /// keeps about half of its writers queued while the other half is answered and is not
+    /// delayed; a lone writer (last group 1) never waits; if the writers do not come back,
+    /// the wait costs at most half a commit once, and the next target is the smaller group.
+    fn fill_group(&self, q: &mut parking_lot::MutexGuard<'_, Queue>) {
+        let c = &self.counters;
+        let target = c.last_group.load(Ordering::Relaxed) as usize;
+        if q.waiting.len() * 2 >= target.min(MAX_GROUP_WRITES) || q.closing {
+            return;
+        }
+        let half_commit = Duration::from_nanos(c.last_commit_ns.load(Ordering::Relaxed) / 2);
+        #[allow(unused_mut)]
+        let mut wait = half_commit.min(MAX_FILL_WAIT);
+        #[cfg(test)]
+        if let Some(w) = *self.fill_wait.lock() {
+            wait = w;
+        }
+        let deadline = Instant::now() + wait;
+        q.filling = target;
+        while q.waiting.len() < target && !q.closing {
+            if self.wake.wait_until(q, deadline).timed_out() {
+                break;
+            }
+        }
+        q.filling = 0;
     }
 
     /// Commits one group from the front of the queue, answers it, then hands leadership on.
@@ -610,7 +677,11 @@ impl Core {
         let results = self.apply_and_commit(txn, group);
         c.committing.store(0, Ordering::Relaxed);
         if results.is_ok() {
-            self.add_time(&c.commit_ns, started.elapsed());
+            let took = started.elapsed();
+            self.add_time(&c.commit_ns, took);
+            c.last_commit_ns
+                .store(took.as_nanos() as u64, Ordering::Relaxed);
+            c.last_group.store(group.len() as u64, Ordering::Relaxed);
         }
         results.unwrap_or_else(|e| self.fail_group(group.len(), e))
     }
@@ -870,6 +941,78 @@ mod tests {
         rt.block_on(shard.write_async(ops, bytes)).unwrap();
         assert!(shard.get("c", b"second").unwrap().is_some());
         assert_eq!(shard.stats().writes, 1);
+    }
+
+    /// After a group of 8, the committer waits for 8 writes before it commits again: a write
+    /// that finds the queue short waits for the others (here 20 ms behind it), and all land
+    /// in one commit. Without the wait, the first would commit alone.
+    #[test]
+    fn the_committer_waits_for_the_last_group_to_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        *shard.fill_wait.lock() = Some(Duration::from_secs(5));
+        let rt = runtime();
+        rt.block_on(async {
+            let first = (0..8).map(|i| {
+                let (ops, bytes) = put(&format!("a{i}"));
+                shard.write_async(ops, bytes)
+            });
+            for written in futures_join_all(first).await {
+                written.unwrap();
+            }
+        });
+        let before = shard.stats();
+        assert_eq!(before.writes, 8);
+        let shard = &shard;
+        rt.block_on(async {
+            let lead = async {
+                let (ops, bytes) = put("b0");
+                shard.write_async(ops, bytes).await
+            };
+            let rest = async {
+                // Blocks this runtime's one thread, after `lead` has queued its write; the
+                // committer is a thread of its own.
+                std::thread::sleep(Duration::from_millis(20));
+                let writes = (1..8).map(|i| {
+                    let (ops, bytes) = put(&format!("b{i}"));
+                    shard.write_async(ops, bytes)
+                });
+                futures_join_all(writes).await
+            };
+            let (lead, rest) = tokio::join!(lead, rest);
+            lead.unwrap();
+            for written in rest {
+                written.unwrap();
+            }
+        });
+        let after = shard.stats();
+        assert_eq!(after.writes, 16);
+        assert_eq!(
+            after.commits - before.commits,
+            1,
+            "the 8 writes were committed in more than one group"
+        );
+    }
+
+    /// A lone writer (last group 1) never waits: each write commits at once, far inside the
+    /// 5 s the committer would otherwise be allowed to wait.
+    #[test]
+    fn a_lone_writer_never_waits_for_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = temp_shard(&dir);
+        *shard.fill_wait.lock() = Some(Duration::from_secs(5));
+        let rt = runtime();
+        let started = Instant::now();
+        for i in 0..5 {
+            let (ops, bytes) = put(&format!("k{i}"));
+            rt.block_on(shard.write_async(ops, bytes)).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "a lone writer waited for a group: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(shard.stats().commits, 5);
     }
 
     /// Polls futures concurrently on one task, as a server's many tasks would.
