@@ -15,16 +15,6 @@ ROUNDS=${4:-5}
 D=${5:-5}
 C=${6:-32}
 PORT=3996
-TICKS=$(getconf CLK_TCK)
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 

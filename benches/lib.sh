@@ -1,6 +1,17 @@
-# Helpers shared by throughput.sh and counter-ab.sh (sourced, not run). They expect PORT,
-# C (connections), D (seconds), TICKS, WORK (a scratch directory) and PIDS (an array of
-# processes to stop on exit) to be set; REDIS (Redis's requests/s) is optional.
+# Helpers shared by throughput.sh and counter-ab.sh (sourced, not run). Sourcing makes a
+# scratch directory (WORK) and an array of processes (PIDS), both cleaned up on exit; the
+# helpers expect PORT, C (connections) and D (seconds) to be set, and REDIS (Redis's
+# requests/s) optionally.
+
+TICKS=$(getconf CLK_TCK)
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 wait_http() {
   for _ in $(seq 200); do curl -sf "$1" > /dev/null && return 0; sleep 0.05; done

@@ -25,16 +25,6 @@ cargo build --release --quiet --bin shardkv --example hello_axum
 BIN=target/release/shardkv
 HELLO=target/release/examples/hello_axum
 PORT=3997
-TICKS=$(getconf CLK_TCK)
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 
