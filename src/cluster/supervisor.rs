@@ -120,7 +120,8 @@ pub(super) struct Supervisor {
     last_error: Option<String>,
     /// Counters of exited workers, summed.
     retired: WorkerSnapshot,
-    /// Async threads of each worker: the CPUs shared out among the workers.
+    /// Async threads of each worker: its share of the CPUs less one, at least one
+    /// ([`super::worker::default_threads`]).
     threads: usize,
 }
 
