@@ -49,6 +49,9 @@ perf report -i "$WORK/perf.data" --comm "$(perf report -i "$WORK/perf.data" --so
   | awk '/commit/ {print $NF; exit}')" --children --sort sym -g none -q --percent-limit 2 2>/dev/null \
   | grep -v '\[k\]' | head -40
 echo
-echo "## The async worker threads: top symbols by own samples"
-perf report -i "$WORK/perf.data" --comm tokio-rt-worker --no-children --sort dso,sym -g none -q \
+# The async threads are tokio-rt-worker with several, the main thread (shardkv) with one.
+ASYNC=$(perf report -i "$WORK/perf.data" --no-children --sort comm -g none -q 2>/dev/null \
+  | awk 'NF && !/commit/ {print $NF; exit}')
+echo "## The async worker threads ($ASYNC): top symbols by own samples"
+perf report -i "$WORK/perf.data" --comm "$ASYNC" --no-children --sort dso,sym -g none -q \
   --percent-limit 0.7 2>/dev/null | head -30
