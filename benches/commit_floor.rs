@@ -71,12 +71,24 @@ fn shardkv(dir: &Path, n: u64) -> f64 {
     })
 }
 
+/// A positive count from the command line, `default` if absent; anything else ends the
+/// program with a message.
+fn count(arg: Option<String>, name: &str, default: u64) -> u64 {
+    let Some(arg) = arg else { return default };
+    match arg.parse::<u64>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            eprintln!("commit_floor: {name} must be a whole number of at least 1, not {arg:?}");
+            eprintln!("usage: commit_floor [COMMITS_PER_ROUND] [ROUNDS]");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args
-        .next()
-        .map_or(1000, |a| a.parse().expect("COMMITS_PER_ROUND"));
-    let rounds: usize = args.next().map_or(5, |a| a.parse().expect("ROUNDS"));
+    let n = count(args.next(), "COMMITS_PER_ROUND", 1000);
+    let rounds = count(args.next(), "ROUNDS", 5) as usize;
     let rows = [
         "fdatasync of one 4 KiB page",
         "redb SingleWriter commit",

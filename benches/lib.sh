@@ -13,6 +13,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Drops a process that has been waited for from PIDS, so that cleanup never signals a pid
+# the system may have given to another process since.
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
 wait_http() {
   for _ in $(seq 200); do curl -sf "$1" > /dev/null && return 0; sleep 0.05; done
   echo "no answer from $1" >&2
@@ -88,8 +96,9 @@ shardkv_row() {
   # Warm up (connections, page cache), then measure.
   wrk -t2 -c"$C" -d1s "http://127.0.0.1:$PORT$path" > /dev/null
   local base served_before served_after
-  base=$(curl -s "http://127.0.0.1:$PORT/count")
+  # After the pause: the warm-up's last writes may still be landing when wrk returns.
   sleep 1.1 # workers publish their request counts every second
+  base=$(curl -s "http://127.0.0.1:$PORT/count")
   served_before=$(worker_requests)
   before=$(cpu_ticks $pids)
   got=$(run_wrk "http://127.0.0.1:$PORT$path")
@@ -125,5 +134,6 @@ print(" / ".join(f"{100 * x / t:.0f}%" for x in d))' "$served_before" "$served_a
   echo "| $label | ${rps%.*} | $vs | $cpu_us | $group | $split | $check |"
   kill -TERM "$server"
   wait "$server" 2>/dev/null || true
+  forget_pid "$server"
 }
 

@@ -41,7 +41,9 @@ REDIS=$(redis-benchmark -p $PORT -c "$C" -P 1 -n "$N_REDIS" -t incr --csv 2>/dev
   | awk -F'"' '/INCR/ {print $4}')
 REDIS_COUNT=$(redis-cli -p $PORT get counter:__rand_int__)
 redis-cli -p $PORT shutdown nosave > /dev/null 2>&1 || true
-wait "${PIDS[-1]}" 2>/dev/null || true
+REDIS_PID=${PIDS[-1]}
+wait "$REDIS_PID" 2>/dev/null || true
+forget_pid "$REDIS_PID"
 echo "| Redis $(redis-server --version | awk '{print $3}' | tr -d v=), AOF \`appendfsync always\`, \`INCR\` | ${REDIS%.*} | 1.00x | | | | $REDIS_COUNT increments of $N_REDIS |"
 
 if [ -n "${BEFORE:-}" ]; then

@@ -269,10 +269,12 @@ async fn within<F: Future>(
     limit: Duration,
     future: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
+    // The limit runs from before the first poll, which a clock read is enough to note.
+    let start = tokio::time::Instant::now();
     let mut future = std::pin::pin!(future);
     match std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
         Poll::Ready(output) => Ok(output),
-        Poll::Pending => tokio::time::timeout(limit, future).await,
+        Poll::Pending => tokio::time::timeout_at(start + limit, future).await,
     }
 }
 
