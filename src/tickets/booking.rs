@@ -113,6 +113,20 @@ impl Tickets {
     /// Monolith: cancels `name`'s reservation and gives its seats back, in one batch.
     pub fn cancel(&self, id: &str, name: &str) -> Result<Reservation> {
         let record = self.record(id)?;
+        self.take_reservation(id, name, |reservation, batch| {
+            self.give_back(id, record.house_size, reservation.guests, batch)
+        })
+    }
+
+    /// Deletes `name`'s reservation as it reads now, in one batch that `commit` completes
+    /// with its own effects and writes; retried while the reservation changes under it (a
+    /// `Conflict` from `commit`). Returns the reservation deleted.
+    fn take_reservation(
+        &self,
+        id: &str,
+        name: &str,
+        mut commit: impl FnMut(&Reservation, WriteBatch) -> Result<()>,
+    ) -> Result<Reservation> {
         for _ in 0..RETRIES {
             let Some((reservation, bytes)) = self.reservation(id, name)? else {
                 return Err(Self::no_reservation(id, name));
@@ -122,8 +136,7 @@ impl Tickets {
             batch
                 .expect(RESERVATIONS, &key, Expect::Equals(bytes))
                 .delete(RESERVATIONS, &key);
-            let result = self.give_back(id, record.house_size, reservation.guests, batch);
-            match result {
+            match commit(&reservation, batch) {
                 Ok(()) => return Ok(reservation),
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -264,15 +277,7 @@ impl Tickets {
     /// pending cancellation in the same batch, so its seats are given back even if the api
     /// dies before telling the shows service.
     pub fn remove_reservation(&self, id: &str, name: &str) -> Result<Reservation> {
-        for _ in 0..RETRIES {
-            let Some((reservation, bytes)) = self.reservation(id, name)? else {
-                return Err(Self::no_reservation(id, name));
-            };
-            let key = child_key(id, name);
-            let mut batch = WriteBatch::new();
-            batch
-                .expect(RESERVATIONS, &key, Expect::Equals(bytes))
-                .delete(RESERVATIONS, &key);
+        self.take_reservation(id, name, |reservation, mut batch| {
             if let Some(h) = &reservation.hold_id {
                 let pending = Cancellation {
                     show_id: id.to_owned(),
@@ -282,15 +287,8 @@ impl Tickets {
                 };
                 batch.put(CANCELLATIONS, child_key(id, h), to_json(&pending));
             }
-            match self.store.write(batch) {
-                Ok(_) => return Ok(reservation),
-                Err(Error::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Conflict(format!(
-            "the reservation of {name} kept changing; try again"
-        )))
+            self.store.write(batch).map(|_| ())
+        })
     }
 
     /// Reservations service: cancellations made before `before_ms` whose seats may not be
