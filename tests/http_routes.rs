@@ -358,4 +358,14 @@ async fn unknown_routes_and_methods_are_json() {
         "{text}"
     );
     assert!(!text.contains("XYZZY"));
+    // A method a route does not serve is counted under the route's pattern (read from the
+    // request the router matched), never under the path the client sent.
+    for series in [
+        "method=\"POST\",route=\"/\",status=\"405\"} 1",
+        "method=\"PATCH\",route=\"/dogs/{name}\",status=\"405\"} 1",
+        "method=\"GET\",route=\"unmatched\",status=\"404\"} 2",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(!text.contains("/dogs/x"));
 }
