@@ -575,7 +575,7 @@ impl Core {
     /// arrived during the commit are already queued. Committing those alone splits the
     /// writers into small groups, each paying a whole commit. That is what two worker
     /// processes on one counter did: each took the writer lock as soon as a straggler
-    /// queued, and groups fell to 7-11 per commit where one worker formed 15. Steady load
+    /// queued, and groups fell to 8-12 per commit where one worker formed 15. Steady load
     /// keeps about half of its writers queued while the other half is answered and is not
     /// delayed; a lone writer (last group 1) never waits; if the writers do not come back,
     /// the wait costs at most half a commit once, and the next target is the smaller group.
