@@ -1,4 +1,4 @@
-# Helpers shared by throughput.sh and counter-ab.sh (sourced, not run). Sourcing makes a
+# Helpers shared by throughput.sh, counter-ab.sh and profile.sh (sourced, not run). Sourcing makes a
 # scratch directory (WORK) and an array of processes (PIDS), both cleaned up on exit; the
 # helpers expect PORT, C (connections) and D (seconds) to be set, and REDIS (Redis's
 # requests/s) optionally.

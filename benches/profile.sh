@@ -13,22 +13,14 @@ C=${2:-32}
 cargo build --release --quiet --bin shardkv
 BIN=target/release/shardkv
 PORT=3995
-WORK=$(mktemp -d)
-SERVER=
-cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"; [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2; true
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 "$BIN" serve --data "$WORK/data" --port $PORT --workers 1 > "$WORK/serve.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.05; done
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PORT/healthz"
 curl -sf "http://127.0.0.1:$PORT/" > /dev/null
-WORKER=$(curl -s "http://127.0.0.1:$PORT/stats" | python3 -c '
-import json, sys
-print(json.load(sys.stdin)["workers"][0]["pid"])')
+WORKER=$(worker_pids 1)
 
 wrk -t2 -c"$C" -d"$((S + 3))s" "http://127.0.0.1:$PORT/" > "$WORK/wrk.txt" &
 WRK=$!
